@@ -17,6 +17,14 @@ from types import ModuleType
 # Format name -> module name inside this package. Add a format here and in config.py's options.
 _MODULES = {
     "postfix": "postfix",
+    "exim": "exim",
+    "sendmail": "sendmail",
+    "iis": "iis",
+    "exchange": "exchange",
+    "opensmtpd": "opensmtpd",
+    "qmail": "qmail",
+    "haraka": "haraka",
+    "courier": "courier",
     "jsonl": "jsonl",
     "csv": "csvfmt",
     "regex": "regexfmt",

@@ -1,0 +1,248 @@
+"""Counts owned by the pipeline and the Collector that turns them into metric families at scrape time."""
+
+from __future__ import annotations
+
+import platform
+import threading
+import time
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from . import __version__
+from .catalogue import Catalogue
+
+# Counter families whose values follow the log (and are saved with the read positions):
+# name -> (metric name without _total, help, label names)
+COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "responses": (
+        "mail_responses",
+        "Logged results by response code: one per recipient result and one per rejection.",
+        ("source", "code", "type", "outcome", "direction"),
+    ),
+    "statuses": (
+        "mail_delivery_status",
+        "Dispositions the log states (sent, deferred, bounced, expired, rejected), with or without a code.",
+        ("source", "status"),
+    ),
+    "enhanced": (
+        "mail_enhanced_status_codes",
+        "Logged results by RFC 3463 enhanced status code (unknown or malformed codes count as other).",
+        ("source", "enhanced", "outcome"),
+    ),
+    "lines": (
+        "mail_exporter_lines",
+        "Lines read, by result: outcome, ignored (no result), unparsed (not of the format), oversize.",
+        ("source", "result"),
+    ),
+    "read_bytes": ("mail_exporter_read_bytes", "Bytes read from the source.", ("source",)),
+    "file_events": (
+        "mail_exporter_file_events",
+        "File events seen while following a source: open, rotate, truncate, reopen.",
+        ("source", "event"),
+    ),
+    "read_errors": ("mail_exporter_read_errors", "Failed attempts to open or read the source.", ("source",)),
+    "lost_bytes": (
+        "mail_exporter_lost_bytes",
+        "Bytes that were gone before they could be read (for example written between copy and truncate).",
+        ("source", "reason"),
+    ),
+    "dropped": (
+        "mail_exporter_dropped",
+        "Messages dropped by a source without replay (syslog, stdin), by reason.",
+        ("source", "reason"),
+    ),
+}
+
+GAUGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "behind": (
+        "mail_exporter_behind_bytes",
+        "Bytes of the source not read yet (file size minus offset).",
+        ("source",),
+    ),
+    "up": ("mail_exporter_source_up", "1 while the source is readable, 0 otherwise.", ("source",)),
+    "last_line": (
+        "mail_exporter_last_line_timestamp_seconds",
+        "Unix time at which the last complete line was read from the source.",
+        ("source",),
+    ),
+}
+
+Key = tuple[str, ...]
+
+
+class Delta:
+    """Increments gathered by one batch of the pipeline, merged into Counts in one step."""
+
+    __slots__ = tuple(COUNTERS)
+
+    def __init__(self) -> None:
+        for family in COUNTERS:
+            setattr(self, family, {})
+
+    def add(self, family: str, key: Key, n: int = 1) -> None:
+        d = getattr(self, family)
+        d[key] = d.get(key, 0) + n
+
+    def empty(self) -> bool:
+        return not any(getattr(self, family) for family in COUNTERS)
+
+
+class Counts:
+    """Thread-safe counter values and creation times; the pipeline thread is the only writer."""
+
+    def __init__(self, clock=time.time) -> None:
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.values: dict[str, dict[Key, int]] = {family: {} for family in COUNTERS}
+        self.created: dict[str, dict[Key, float]] = {family: {} for family in COUNTERS}
+        self.gauges: dict[str, dict[Key, float]] = {family: {} for family in GAUGES}
+        self.source_formats: dict[str, str] = {}
+        self.state_saves: dict[str, int] = {"ok": 0, "error": 0}
+        self.state_durable = 1
+
+    def ensure(self, family: str, keys: Iterable[Key]) -> None:
+        """Create series at 0 so that alerts on increase() work from the first event."""
+        now = self._clock()
+        with self._lock:
+            values, created = self.values[family], self.created[family]
+            for key in keys:
+                if key not in values:
+                    values[key] = 0
+                    created[key] = now
+
+    def merge(self, delta: Delta) -> None:
+        now = self._clock()
+        with self._lock:
+            for family in COUNTERS:
+                inc = getattr(delta, family)
+                if not inc:
+                    continue
+                values, created = self.values[family], self.created[family]
+                for key, n in inc.items():
+                    old = values.get(key)
+                    if old is None:
+                        values[key] = n
+                        created[key] = now
+                    else:
+                        values[key] = old + n
+
+    def set_gauge(self, family: str, key: Key, value: float) -> None:
+        self.gauges[family][key] = value  # a single dict store: atomic under the GIL
+
+    def snapshot(self, delta: Delta | None = None) -> dict:
+        """Counter values and creation times (plus a pending delta) in a JSON-friendly form."""
+        now = self._clock()
+        out: dict[str, list] = {}
+        with self._lock:
+            for family in COUNTERS:
+                values = dict(self.values[family])
+                created = self.created[family]
+                if delta is not None:
+                    for key, n in getattr(delta, family).items():
+                        values[key] = values.get(key, 0) + n
+                out[family] = [[list(k), v, created.get(k, now)] for k, v in values.items()]
+        return out
+
+    def restore(self, saved: dict) -> None:
+        """Load counter values saved by snapshot(); unknown families or malformed rows are skipped."""
+        with self._lock:
+            for family, rows in saved.items():
+                if family not in COUNTERS or not isinstance(rows, list):
+                    continue
+                width = len(COUNTERS[family][2])
+                for row in rows:
+                    if (
+                        isinstance(row, list)
+                        and len(row) == 3
+                        and isinstance(row[0], list)
+                        and len(row[0]) == width
+                        and all(isinstance(x, str) for x in row[0])
+                        and isinstance(row[1], int)
+                        and row[1] >= 0
+                        and isinstance(row[2], int | float)
+                    ):
+                        key = tuple(row[0])
+                        self.values[family][key] = row[1]
+                        self.created[family][key] = float(row[2])
+
+    def copy(self) -> tuple[dict, dict, dict]:
+        with self._lock:
+            values = {f: dict(v) for f, v in self.values.items()}
+            created = {f: dict(v) for f, v in self.created.items()}
+        gauges = {f: dict(v) for f, v in self.gauges.items()}
+        return values, created, gauges
+
+
+class MailCollector(Collector):
+    """Yields every mail_* family from Counts and the catalogue at scrape time."""
+
+    def __init__(self, counts: Counts, catalogue_ref, enhanced_info: dict[str, str] | None = None) -> None:
+        self._counts = counts
+        self._catalogue_ref = catalogue_ref  # a callable returning the current Catalogue (reloadable)
+        self._enhanced_info = enhanced_info or {}
+
+    def collect(self) -> Iterator[Metric]:
+        values, created, gauges = self._counts.copy()
+        for family, (name, doc, labels) in COUNTERS.items():
+            m = CounterMetricFamily(name, doc, labels=labels)
+            fam_created = created[family]
+            for key in sorted(values[family]):
+                m.add_metric(key, values[family][key], created=fam_created.get(key))
+            yield m
+        for family, (name, doc, labels) in GAUGES.items():
+            g = GaugeMetricFamily(name, doc, labels=labels)
+            for key in sorted(gauges[family]):
+                g.add_metric(key, gauges[family][key])
+            yield g
+        catalogue: Catalogue = self._catalogue_ref()
+        info = GaugeMetricFamily(
+            "mail_response_code_info",
+            "Catalogue entry of a response code (always 1); join on code for its description.",
+            labels=("code", "type", "outcome", "description"),
+        )
+        for e in catalogue.entries:
+            info.add_metric((e.code, e.type, e.outcome, e.description), 1)
+        yield info
+        enh = GaugeMetricFamily(
+            "mail_enhanced_status_code_info",
+            "Meaning of an RFC 3463 enhanced status code (always 1); join on enhanced.",
+            labels=("enhanced", "description"),
+        )
+        for code, description in sorted(self._enhanced_info.items()):
+            enh.add_metric((code, description), 1)
+        yield enh
+        src = GaugeMetricFamily(
+            "mail_exporter_source_info",
+            "The format each source is read as (always 1).",
+            labels=("source", "format"),
+        )
+        for source, fmt in sorted(self._counts.source_formats.items()):
+            src.add_metric((source, fmt), 1)
+        yield src
+        saves = CounterMetricFamily(
+            "mail_exporter_state_saves", "Attempts to save the state file, by result.", labels=("result",)
+        )
+        for result, n in sorted(self._counts.state_saves.items()):
+            saves.add_metric((result,), n)
+        yield saves
+        yield GaugeMetricFamily(
+            "mail_exporter_state_durable",
+            "1 while the state file is saved durably (counts survive a crash), 0 otherwise.",
+            value=self._counts.state_durable,
+        )
+        build = InfoMetricFamily("mail_exporter_build", "Version of mailcode-exporter and of Python.")
+        build.add_metric([], {"version": __version__, "python_version": platform.python_version()})
+        yield build
+
+
+def make_registry(collector: Collector, process: bool = True) -> CollectorRegistry:
+    """A fresh registry holding our collector and (for the daemon) the standard process_* metrics."""
+    from prometheus_client import ProcessCollector
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    if process:
+        ProcessCollector(registry=registry)
+    return registry

@@ -178,8 +178,15 @@ class Counts:
 class MailCollector(Collector):
     """Yields every mail_* family from Counts and the catalogue at scrape time."""
 
-    def __init__(self, counts: Counts, catalogue_ref, enhanced_info: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        counts: Counts,
+        catalogue_ref,
+        enhanced_info: dict[str, str] | None = None,
+        with_created: bool = True,
+    ) -> None:
         self._counts = counts
+        self._with_created = with_created  # OpenMetrics has _created; the classic text format needs none
         self._catalogue_ref = catalogue_ref  # a callable returning the current Catalogue (reloadable)
         self._enhanced_info = enhanced_info or {}
 
@@ -187,7 +194,7 @@ class MailCollector(Collector):
         values, created, gauges = self._counts.copy()
         for family, (name, doc, labels) in COUNTERS.items():
             m = CounterMetricFamily(name, doc, labels=labels)
-            fam_created = created[family]
+            fam_created = created[family] if self._with_created else {}
             for key in sorted(values[family]):
                 m.add_metric(key, values[family][key], created=fam_created.get(key))
             yield m

@@ -1,0 +1,78 @@
+"""The state file: read positions and the counter values that correspond to exactly those positions."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+FORMAT_VERSION = 1
+
+
+class StateError(Exception):
+    """The state file exists but cannot be used (corrupt, another version); the message says why."""
+
+
+def load(path: Path) -> dict | None:
+    """The saved state, None when there is none; StateError when it is unusable."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StateError(f"cannot read state file {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise StateError(f"state file {path} is not UTF-8 text (corrupt)") from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise StateError(f"state file {path} is corrupt: {exc}") from None
+    if not isinstance(doc, dict):
+        raise StateError(f"state file {path} is corrupt: not a JSON object")
+    version = doc.get("version")
+    if version != FORMAT_VERSION:
+        raise StateError(
+            f"state file {path} has version {version!r}; this exporter reads version {FORMAT_VERSION}"
+        )
+    if not isinstance(doc.get("sources", {}), dict) or not isinstance(doc.get("counters", {}), dict):
+        raise StateError(f"state file {path} is corrupt: sources and counters must be objects")
+    return doc
+
+
+def save(path: Path, sources: dict, counters: dict, fsync: bool = True) -> None:
+    """Write atomically: a temporary file in the same directory, fsync, rename, fsync the directory."""
+    path = Path(path)
+    doc = {"version": FORMAT_VERSION, "sources": sources, "counters": counters}
+    data = json.dumps(doc, separators=(",", ":")).encode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if fsync:
+        dirfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+def check_writable(path: Path) -> str | None:
+    """Why the state file cannot be written, or None when its directory accepts it."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        return f"directory {parent} does not exist"
+    if Path(path).is_dir():
+        return f"{path} is a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"directory {parent} is not writable"
+    return None

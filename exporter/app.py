@@ -91,6 +91,8 @@ class SourceSink:
                 parse(raw.decode("utf-8", "replace").rstrip("\r"))
 
     def lines(self, tf: TrackedFile, data: bytes) -> None:
+        if tf.ctx is None:  # a file resumed from the state file: its parser starts here
+            self.opened(tf, "resume")
         self.count_text(data.decode("utf-8", "replace"), tf.ctx)
 
     def count_text(self, text: str, parse: Callable[[str], Any]) -> None:
@@ -294,12 +296,17 @@ class Pipeline:
         """Loop until stop is set; each wake-up reads everything that is waiting."""
         interval = self.settings.poll_interval
         last_dirs: set[str] = set()
+        last_error: str | None = None
         while not stop.is_set():
             try:
                 more = self.step()
-            except Exception:  # a bug must not stop the counting of other sources: log it and go on
-                log.exception("unexpected error while reading; retrying")
-                more = False
+            except Exception as exc:  # a bug must not stop the exporter: log it (once), back off, retry
+                if repr(exc) != last_error:
+                    log.exception("unexpected error while reading; retrying every %ss", interval)
+                    last_error = repr(exc)
+                stop.wait(interval)
+                continue
+            last_error = None
             if watcher is not None:
                 dirs = self.watch_dirs()
                 if dirs != last_dirs:

@@ -76,8 +76,29 @@ def parse(line: str) -> ParseResult:
     return IGNORED
 
 
+def _after_address(text: str, start: int) -> int:
+    """Index just past the <address> starting at text[start] ("<"), honouring a quoted local part."""
+    i = start + 1
+    if text.startswith('"', i):  # "any, text (even >, status=sent)"@domain: skip the quoted string
+        i += 1
+        while i < len(text):
+            ch = text[i]
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == '"':
+                break
+            i += 1
+    end = text.find(">", i)
+    return len(text) if end < 0 else end + 1
+
+
 def _parse_status(rest: str) -> ParseResult:
-    s = _STATUS.search(rest.rstrip("\r"))
+    # The addresses come first and may hold anything a sender chose; the fields Postfix writes follow.
+    pos = _after_address(rest, 3)
+    if rest.startswith(", orig_to=<", pos):
+        pos = _after_address(rest, pos + 10)
+    s = _STATUS.search(rest.rstrip("\r"), pos)
     if s is None:
         return IGNORED
     status = _STATUS_MAP.get(s.group("status"))

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install the Debian packages the full test suite drives for real: Postfix and swaks (real mail logs),
+# Prometheus, promtool and amtool (scraping, rule tests). Safe to run again: installs only what is missing.
+#   --if-possible   on a machine without root or apt-get, say what is missing and exit 0
+#                   (the tests that need these programs then skip, each with its reason)
+set -euo pipefail
+
+PACKAGES=(postfix swaks libnet-ssleay-perl prometheus prometheus-alertmanager)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+  echo "system packages missing: ${missing[*]} (tests that need them will be skipped)" >&2
+  [ "${1:-}" = "--if-possible" ] && exit 0
+  echo "run this script as root on Debian or Ubuntu to install them" >&2
+  exit 1
+fi
+
+echo "installing: ${missing[*]}" >&2
+# Postfix asks questions on install: answer them ahead (local only; the tests run their own instances).
+printf '%s\n' "postfix postfix/main_mailer_type select Local only" \
+              "postfix postfix/mailname string localhost" | debconf-set-selections
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -18,7 +18,8 @@ def requires_system() -> bool:
 def need_binary(name: str, *candidates: str) -> str:
     """Path of a system binary; skip the test (fail under CI's REQUIRE_ENV) when it is missing."""
     for candidate in (name, *candidates):
-        found = shutil.which(candidate) or (candidate if os.path.isabs(candidate) and os.access(candidate, os.X_OK) else None)
+        executable = os.path.isabs(candidate) and os.access(candidate, os.X_OK)
+        found = shutil.which(candidate) or (candidate if executable else None)
         if found:
             return found
     reason = f"{name} is not installed (Debian package provides it; `.ci/run` installs it)"

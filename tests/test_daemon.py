@@ -8,8 +8,9 @@ import time
 from helpers import Daemon, free_port, http_get, value
 
 L250 = (
-    "Dec  4 10:00:0{i} mx1 postfix/smtp[10]: 1A2B3C{i}: to=<a{i}@example.net>, relay=mx.example.net[192.0.2.1]:25, "
-    "delay=0.2, delays=0/0/0.1/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as X{i})\n"
+    "Dec  4 10:00:0{i} mx1 postfix/smtp[10]: 1A2B3C{i}: to=<a{i}@example.net>, "
+    "relay=mx.example.net[192.0.2.1]:25, delay=0.2, delays=0/0/0.1/0.1, dsn=2.0.0, "
+    "status=sent (250 2.0.0 Ok: queued as X{i})\n"
 )
 L554 = (
     "Dec  4 10:00:05 mx1 postfix/smtpd[11]: NOQUEUE: reject: RCPT from unknown[203.0.113.9]: 554 5.7.1 "

@@ -349,7 +349,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from prometheus_client import generate_latest
 
     from . import enhanced
-    from .app import replay_files
+    from .counting import replay_files
     from .config import ConfigError, SourceConfig
     from .metrics import Counts, MailCollector, make_registry
 

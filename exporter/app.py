@@ -12,6 +12,7 @@ from .catalogue import Catalogue
 from .config import Settings, SourceConfig
 from .counting import SourceSink, zero_series
 from .metrics import Counts, Delta
+from .sources import open_reader
 from .tail import DirectoryWatcher, Follower, Waker
 
 log = logging.getLogger(__name__)
@@ -42,12 +43,7 @@ class Pipeline:
         for cfg in self.settings.sources:
             module = parsers.get(cfg.format)
             sink = SourceSink(cfg, module, self.catalogue)
-            follower = Follower(
-                cfg.path,
-                from_beginning=self.settings.from_beginning,
-                max_line=self.settings.max_line_bytes,
-                rotate_wait=self.settings.rotate_wait,
-            )
+            follower = open_reader(cfg, self.settings)
             entry = (saved or {}).get("sources", {}).get(cfg.name)
             if isinstance(entry, dict) and isinstance(entry.get("files"), list):
                 follower.restore(entry["files"])

@@ -322,6 +322,10 @@ def serve(settings, catalogue, on_ready=None) -> int:
         watcher.start(pipeline.watch_dirs())
     except OSError as exc:  # inotify limits reached and similar: polling still works
         log.warning("file events unavailable (%s); polling every %ss", exc, settings.poll_interval)
+    for src in pipeline.sources:  # readers with a thread or subprocess of their own (journal, syslog, stdin)
+        start = getattr(src.follower, "start", None)
+        if start is not None:
+            start(pipeline.waker)
     reader = threading.Thread(target=pipeline.run, args=(stop, watcher), name="reader", daemon=True)
     reader.start()
     server.start()
@@ -349,8 +353,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from prometheus_client import generate_latest
 
     from . import enhanced
-    from .counting import replay_files
     from .config import ConfigError, SourceConfig
+    from .counting import replay_files
     from .metrics import Counts, MailCollector, make_registry
 
     _setup_logging(args.log_level or "warning")

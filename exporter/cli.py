@@ -69,9 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--source",
         action="append",
         metavar="[NAME=][FORMAT:]LOCATION",
-        help="a log to follow; repeatable. LOCATION is a path or a glob; FORMAT defaults to "
-        "postfix; NAME (the source label) defaults to the format. Replaces the config "
-        "file's sources.",
+        help="a log to follow; repeatable. LOCATION is a path or a glob; FORMAT is a format name "
+        "(default auto: recognised from the first lines); NAME (the source label) defaults to the "
+        "format. Replaces the config file's sources.",
     )
     run.add_argument("--config", type=Path, metavar="FILE", help="YAML configuration file")
     run.add_argument(
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
         "would serve (Prometheus text format), or a per-code table.",
     )
     rep.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    rep.add_argument("--format", default="postfix", help="log format (default postfix)")
+    rep.add_argument("--format", default="auto", help="log format (default auto: recognised from the lines)")
     rep.add_argument("--name", default=None, help="the source label (default: the format)")
     rep.add_argument(
         "--config",

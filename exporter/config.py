@@ -19,7 +19,7 @@ from . import parsers
 
 DEFAULT_PORT = 9841
 DEFAULT_LISTEN = f":{DEFAULT_PORT}"
-DEFAULT_FORMAT = "postfix"
+DEFAULT_FORMAT = "auto"
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 Direction = Literal["inbound", "outbound"]

@@ -27,7 +27,7 @@ def test_file_env_and_flags_precedence(tmp_path, monkeypatch):
     assert s.web.listen_address == ":1111" and s.poll_interval == 3
     assert s.state_file == tmp_path / "st" / "state.json"  # relative to the config file
     assert s.sources[0].path == str(tmp_path / "logs" / "mail.log")
-    assert s.sources[0].name == "postfix" and s.sources[0].format == "postfix"
+    assert s.sources[0].name == "auto" and s.sources[0].format == "auto"  # the default format
     monkeypatch.setenv("MAILCODE_POLL_INTERVAL", "4")
     monkeypatch.setenv("MAILCODE_WEB__LISTEN_ADDRESS", ":2222")
     s = config.load(f, {})
@@ -62,8 +62,12 @@ def test_defaults_in_one_place():
             "sources:\n  - path: x\n    format: jsonl\n    options: {colum: code}\n",
             "options.colum: not an option of the jsonl format",
         ),
-        ("sources:\n  - path: x\n    options: {field: code}\n", "not an option of the postfix format"),
-        ("sources:\n  - path: a\n  - path: b\n", "two sources are named 'postfix'"),
+        ("sources:\n  - path: x\n    options: {field: code}\n", "not an option of the auto format"),
+        (
+            "sources:\n  - path: x\n    format: postfix\n    options: {field: code}\n",
+            "not an option of the postfix format",
+        ),
+        ("sources:\n  - path: a\n  - path: b\n", "two sources are named 'auto'"),
         ("sources:\n  - path: a\n    name: 'bad name'\n", "sources.0.name"),
         ("sources: [\n", "config file"),
     ],

@@ -28,6 +28,7 @@ _MODULES = {
     "jsonl": "jsonl",
     "csv": "csvfmt",
     "regex": "regexfmt",
+    "auto": "auto",
 }
 
 

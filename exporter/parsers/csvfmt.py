@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 
 from ..events import IGNORED, OUTBOUND, Event, ParseResult
 
@@ -46,8 +47,11 @@ class CsvParser:
         return (Event(value, None, self.direction),)
 
 
-def make_parser(column: str = "code", delimiter: str = ",", direction: str = OUTBOUND) -> CsvParser:
-    return CsvParser(column, delimiter, direction)
+def make_parser(
+    column: str = "code", delimiter: str = ",", direction: str = OUTBOUND
+) -> Callable[[str], ParseResult]:
+    """A fresh parser (its own header) as a function, like every stateful format."""
+    return CsvParser(column, delimiter, direction).parse
 
 
 def sniff(line: str) -> bool:

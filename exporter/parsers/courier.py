@@ -26,17 +26,13 @@ from exporter.events import (
     Event,
     ParseResult,
 )
+from exporter.parsers._syslog import SYSLOG_TIME
 
 NAME = "courier"
 APP_LOG = False
 
-# A syslog timestamp: RFC 3164 ("Dec  4 15:36:10", "Dec 04 ...") or RFC 3339 (rsyslog's high precision).
-_SYSLOG_TIME = (
-    r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
-    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)"
-)
 # Syslog header naming a Courier MTA process (courierd, courieresmtp, courieresmtpd, courierlocal...).
-_SYSLOG = re.compile(r"(?:" + _SYSLOG_TIME + r" \S+ )?(courier[a-z]*)(?:\[\d{1,10}\])?: ", re.ASCII)
+_SYSLOG = re.compile(r"(?:" + SYSLOG_TIME + r" \S+ )?(courier[a-z]*)(?:\[\d{1,10}\])?: ", re.ASCII)
 _ENHANCED = r"([245]\.\d{1,3}\.\d{1,3}(?!\.?\d))"
 _LEADING_CODE = re.compile(r'"?([2-5]\d\d)[ -]#?(?:' + _ENHANCED + r")?", re.ASCII)
 # id=<queue id>,from=<sender>,addr=<recipient> then ": reply", ",size=N,success: text" or ",status: x".

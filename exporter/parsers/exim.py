@@ -20,17 +20,13 @@ from exporter.events import (
     Event,
     ParseResult,
 )
+from exporter.parsers._syslog import SYSLOG_TIME
 
 NAME = "exim"
 APP_LOG = False
 
-# A syslog timestamp: RFC 3164 ("Dec  4 15:36:10", "Dec 04 ...") or RFC 3339 (rsyslog's high precision).
-_SYSLOG_TIME = (
-    r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
-    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)"
-)
 # Syslog header ("Dec  4 15:36:10 host exim[123]: " or an RFC 3339 stamp) naming an exim process.
-_SYSLOG = re.compile(_SYSLOG_TIME + r" \S+ exim[\w.-]*(?:\[\d{1,10}\])?: ", re.ASCII)
+_SYSLOG = re.compile(SYSLOG_TIME + r" \S+ exim[\w.-]*(?:\[\d{1,10}\])?: ", re.ASCII)
 # Syslog splits long entries into numbered parts; only the first part holds the flag.
 _PART = re.compile(r"\[(\d{1,4})[/\\]\d{1,4}\] ?", re.ASCII)
 # Exim's own timestamp, with the optional millisec, log_timezone and pid selectors.

@@ -19,16 +19,12 @@ from exporter.events import (
     Event,
     ParseResult,
 )
+from exporter.parsers._syslog import SYSLOG_TIME
 
 NAME = "opensmtpd"
 APP_LOG = False
 
-# A syslog timestamp: RFC 3164 ("Dec  4 15:36:10", "Dec 04 ...") or RFC 3339 (rsyslog's high precision).
-_SYSLOG_TIME = (
-    r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
-    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)"
-)
-_SYSLOG = re.compile(_SYSLOG_TIME + r" \S+ smtpd(?:\[\d{1,10}\])?: ", re.ASCII)
+_SYSLOG = re.compile(SYSLOG_TIME + r" \S+ smtpd(?:\[\d{1,10}\])?: ", re.ASCII)
 # Since 6.4 every session line starts with the 16-hex-digit session id and the process role.
 _SESSION = re.compile(r"[0-9a-f]{16} (smtp|mta|mda|lka|queue|scheduler) (\S+)", re.ASCII)
 # Field values, matched where str.rfind located " name=" (result= and stat= end the line).

@@ -11,16 +11,12 @@ import re
 from collections.abc import Callable
 
 from exporter.events import BOUNCED, DEFERRED, IGNORED, OUTBOUND, SENT, Event, ParseResult
+from exporter.parsers._syslog import SYSLOG_TIME
 
 NAME = "qmail"
 APP_LOG = False
 
-# A syslog timestamp: RFC 3164 ("Dec  4 15:36:10", "Dec 04 ...") or RFC 3339 (rsyslog's high precision).
-_SYSLOG_TIME = (
-    r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
-    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)"
-)
-_SYSLOG = re.compile(_SYSLOG_TIME + r" \S+ qmail[\w-]*(?:\[\d{1,10}\])?: (?:\d{1,12}\.\d{1,9} )?", re.ASCII)
+_SYSLOG = re.compile(SYSLOG_TIME + r" \S+ qmail[\w-]*(?:\[\d{1,10}\])?: (?:\d{1,12}\.\d{1,9} )?", re.ASCII)
 # multilog's tai64n label, or the same converted by tai64nlocal.
 _STAMP = re.compile(r"(?:@[0-9a-f]{24}|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{1,9}) +", re.ASCII)
 _DELIVERY = re.compile(r"delivery \d{1,12}: (success|deferral|failure): ", re.ASCII)

@@ -16,18 +16,14 @@ from exporter.events import (
     Event,
     ParseResult,
 )
+from exporter.parsers._syslog import SYSLOG_TIME
 
 NAME = "sendmail"
 APP_LOG = False
 
-# A syslog timestamp: RFC 3164 ("Dec  4 15:36:10", "Dec 04 ...") or RFC 3339 (rsyslog's high precision).
-_SYSLOG_TIME = (
-    r"(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"
-    r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:?\d\d)?)"
-)
 # Syslog header naming a sendmail process; Solaris adds "[ID 801593 mail.info] ".
 _SYSLOG = re.compile(
-    _SYSLOG_TIME + r" \S+ (?:sendmail|sm-mta|sm-msp-queue|sm-msp)(?:\[\d{1,10}\])?: (?:\[ID \d+ [\w.]+\] )?",
+    SYSLOG_TIME + r" \S+ (?:sendmail|sm-mta|sm-msp-queue|sm-msp)(?:\[\d{1,10}\])?: (?:\[ID \d+ [\w.]+\] )?",
     re.ASCII,
 )
 # Field values are matched where str.find located the field ("name=" at the start or after a space).

@@ -5,7 +5,18 @@
 #                   (the tests that need these programs then skip, each with its reason)
 set -euo pipefail
 
-PACKAGES=(postfix swaks libnet-ssleay-perl prometheus prometheus-alertmanager)
+PACKAGES=(postfix swaks libnet-ssleay-perl prometheus prometheus-alertmanager logrotate)
+# Node.js runs the Prometheus Operator schema check of the ServiceMonitor (tests/deploy_fixtures).
+command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
+
+npm_fixtures() {
+  local dir
+  dir="$(cd "$(dirname "$0")/.." && pwd)/tests/deploy_fixtures/servicemonitor"
+  if command -v npm >/dev/null 2>&1 && [ ! -d "$dir/node_modules" ]; then
+    npm ci --prefix "$dir" --no-audit --no-fund --loglevel=error >/dev/null
+  fi
+}
+trap npm_fixtures EXIT
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -222,3 +222,90 @@ def test_replay_counts_equal_the_record(run):
     assert responses == want[0]
     assert statuses == want[1]
     assert none == want[2]
+
+
+# --- a real Prometheus scrapes the daemon that follows the real log -------------------------------
+
+
+def test_prometheus_scrapes_the_daemon_and_sees_the_record(run, tmp_path):
+    """The whole chain: Postfix -> log -> daemon -> /metrics -> Prometheus (shipped config) -> PromQL.
+
+    The daemon follows a file that receives Postfix's log only after Prometheus has scraped it twice,
+    as on a live server, so rates and increases over the dashboard's windows are real.
+    """
+    import test_deploy as deploy  # the shipped-config and dashboard helpers, shared with the deploy tests
+    from helpers import Daemon
+
+    prometheus = need_binary("prometheus")
+    promtool = need_binary("promtool")
+    want_responses, want_statuses, _ = _expected(run)
+    followed = tmp_path / "mail.log"
+    followed.write_bytes(b"")
+    with Daemon(
+        "--source", f"{SOURCE}=postfix:{followed}", "--state-file", str(tmp_path / "state.json")
+    ) as daemon:
+        target = f"127.0.0.1:{daemon.port}"
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        cmd = [prometheus, f"--config.file={deploy._prometheus_config(tmp_path, target)}",
+               f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+               "--log.level=warn"]  # fmt: skip
+        with deploy._process(cmd, tmp_path / "prometheus.log"):
+
+            def scrapes() -> list:
+                q = "count_over_time(up{job='mailcode'}[5m]) >= 2 and up{job='mailcode'} == 1"
+                return deploy._query(base, q)["data"]["result"]
+
+            deploy._wait_for("two successful scrapes of the daemon", scrapes)
+            with followed.open("ab") as f:  # the mail log arrives, as it would live
+                f.write(Path(run.postfix.log_path).read_bytes())
+            daemon.wait_for(lambda smp: _families_from(smp)[0] == want_responses, timeout=30)
+
+            # promtool lints the daemon's own /metrics output (not only the golden file)
+            body = _scrape(daemon.port)
+            lint = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, text=True)
+            assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint.stdout + lint.stderr
+
+            def per_code() -> Counter:
+                q = "sum by (code, direction) (mail_responses_total{job='mailcode'}) > 0"
+                rows = deploy._query(base, q)["data"]["result"]
+                return Counter(
+                    {(r["metric"]["code"], r["metric"]["direction"]): int(float(r["value"][1])) for r in rows}
+                )
+
+            deploy._wait_for("Prometheus to hold the record", lambda: per_code() == want_responses)
+            assert per_code() == want_responses
+            rows = deploy._query(base, "sum by (status) (mail_delivery_status_total) > 0")["data"]["result"]
+            assert Counter({r["metric"]["status"]: int(float(r["value"][1])) for r in rows}) == want_statuses
+
+            # every dashboard panel's query runs against this Prometheus; the key ones return data
+            queries = deploy.dashboard_queries(deploy.DASHBOARD, {"instance": target, "source": SOURCE})
+            key = {
+                "Replies/s by direction and outcome",
+                "Top reply codes over the time range, with their descriptions",
+                "Dispositions/s by status",
+                "Lines/s by result",
+            }
+            assert key <= {t for t, _ in queries}
+
+            def key_panels_with_data() -> bool:
+                return all(deploy._query(base, e)["data"]["result"] for t, e in queries if t in key)
+
+            deploy._wait_for("the key panels to show data", key_panels_with_data)
+            for title, expr in queries:
+                answer = deploy._query(base, expr)
+                assert answer["status"] == "success", f"{title}: {answer.get('error')}\n{expr}"
+
+
+def _families_from(smp: dict) -> tuple[Counter, Counter]:
+    responses: Counter = Counter()
+    statuses: Counter = Counter()
+    for (name, labels), value in smp.items():
+        lbl = dict(labels)
+        if not value or lbl.get("source") != SOURCE:
+            continue
+        if name == "mail_responses_total":
+            responses[(lbl["code"], lbl["direction"])] += int(value)
+        elif name == "mail_delivery_status_total":
+            statuses[lbl["status"]] += int(value)
+    return responses, statuses

@@ -147,3 +147,27 @@ def test_replay_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "unknown format 'nope'" in r.stderr and "Traceback" not in r.stderr
     r = run_replay("--format", "postfix", str(tmp_path / "missing.log"))
     assert r.returncode == 1 and "not a readable file" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_replay_shows_a_progress_bar_on_a_terminal(tmp_path, monkeypatch, capsys):
+    import io
+
+    from exporter import cli
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    big = tmp_path / "big.log"
+    big.write_text(SAMPLE.read_text() * 200)
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert cli.main(["replay", "--summary", str(big)]) == 0
+    shown = terminal.getvalue()
+    assert "replay:" in shown and "%|" in shown  # tqdm's bar, e.g. "replay:   0%|   | 0.00/891k"
+    assert "lines: 5000 read" in capsys.readouterr().out
+
+
+def test_replay_prints_no_progress_bar_into_a_pipe():
+    r = run_replay("--format", "postfix", "--summary", str(SAMPLE))
+    assert r.stderr == ""

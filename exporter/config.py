@@ -66,6 +66,87 @@ class RegexOptions(_Strict):
 
 OPTIONS: dict[str, type[BaseModel]] = {"jsonl": JsonlOptions, "csv": CsvOptions, "regex": RegexOptions}
 
+SYSLOG_SCHEMES = ("syslog+udp", "syslog+tcp")
+# The journal filter when none is given: every Postfix unit (postfix.service, postfix@-.service,
+# postfix@postfix-out.service) and identifier (postfix/smtpd, postfix/submission/smtpd, postfix-out/smtp),
+# whatever cgroup the program ran in (postdrop and sendmail run from cron or user sessions).
+POSTFIX_UNITS = ("postfix*",)
+POSTFIX_IDENTIFIERS = ("postfix*",)
+
+
+def location_kind(path: str) -> str:
+    """What a source's location names: "file" (a path or glob), "journal", "syslog" or "stdin"."""
+    if path == "-":
+        return "stdin"
+    if path == "journal" or path.startswith("journal:"):
+        return "journal"
+    if "://" in path:
+        return "syslog"
+    return "file"
+
+
+def split_syslog(path: str) -> tuple[str, str, int]:
+    """`syslog+udp://HOST:PORT` -> ("udp", host, port); an empty HOST means loopback."""
+    scheme, _, address = path.partition("://")
+    if scheme not in SYSLOG_SCHEMES:
+        raise ValueError(
+            f"unknown location scheme {scheme!r}: use syslog+udp://HOST:PORT or syslog+tcp://HOST:PORT"
+        )
+    try:
+        host, port = split_address(address)
+    except ValueError:
+        raise ValueError(
+            f"{path!r} is not {scheme}://HOST:PORT (for example {scheme}://127.0.0.1:5140)"
+        ) from None
+    return scheme.removeprefix("syslog+"), host or "127.0.0.1", port
+
+
+class JournalOptions(_Strict):
+    """Where the journal is and which entries are the source's (shell-style globs, matched exactly)."""
+
+    directory: str | None = None
+    files: list[str] = Field(default_factory=list)
+    units: list[str] | None = None
+    identifiers: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> JournalOptions:
+        if self.directory and self.files:
+            raise ValueError("give directory or files, not both")
+        return self
+
+
+class SyslogOptions(_Strict):
+    max_message_bytes: Annotated[int, Field(ge=480, le=1024 * 1024)] = 8192
+    max_connections: Annotated[int, Field(ge=1, le=4096)] = 64
+
+
+def _location_options(source: SourceConfig) -> None:
+    """Check the location and the options of its kind; fill in the defaults of that kind."""
+    kind = location_kind(source.path)
+    for key in ("journal", "syslog"):
+        if getattr(source, key) is not None and kind != key:
+            raise ValueError(f"{key}: options for a {key} location, but path is {source.path!r}")
+    if kind == "syslog":
+        split_syslog(source.path)
+        source.syslog = source.syslog or SyslogOptions()
+    elif kind == "journal":
+        opts = source.journal or JournalOptions()
+        unit = source.path.partition(":")[2]
+        if unit and "." not in unit and not set("*?[") & set(unit):
+            unit += ".service"  # as systemctl and journalctl -u complete a unit name
+        if unit:
+            opts.units = [unit, *(u for u in opts.units or [] if u != unit)]
+            opts.identifiers = opts.identifiers or []
+        elif opts.units is None and opts.identifiers is None:
+            if source.format not in ("postfix", "auto"):
+                raise ValueError(
+                    f"journal: the default filter is Postfix's; for the {source.format} format give "
+                    "journal:UNIT or journal.units / journal.identifiers"
+                )
+            opts.units, opts.identifiers = list(POSTFIX_UNITS), list(POSTFIX_IDENTIFIERS)
+        source.journal = opts
+
 
 class SourceConfig(_Strict):
     """One log source: a name (the `source` label), a format and a location."""
@@ -74,6 +155,8 @@ class SourceConfig(_Strict):
     format: str = DEFAULT_FORMAT
     path: str
     options: dict[str, Any] = Field(default_factory=dict)
+    journal: JournalOptions | None = None
+    syslog: SyslogOptions | None = None
 
     @field_validator("name")
     @classmethod
@@ -101,6 +184,7 @@ class SourceConfig(_Strict):
             if err["type"] == "extra_forbidden":
                 msg = f"not an option of the {self.format} format"
             raise ValueError(f"options.{where}: {msg}") from None
+        _location_options(self)
         if self.name is None:
             self.name = self.format
         return self
@@ -185,7 +269,9 @@ def parse_source_flag(text: str) -> dict[str, Any]:
             f"--source {text!r}: expected [NAME=][FORMAT:]LOCATION, for example postfix:/var/log/mail.log"
         )
     out: dict[str, Any] = {"path": m.group("loc")}
-    if m.group("format"):
+    if m.group("format") == "journal":  # journal:UNIT is a location, not a format
+        out["path"] = f"journal:{m.group('loc')}"
+    elif m.group("format"):
         out["format"] = m.group("format")
     if m.group("name"):
         out["name"] = m.group("name")
@@ -247,5 +333,9 @@ def _resolve_paths(settings: Settings, base: Path, from_file: dict[str, Any]) ->
         settings.state_file = base / settings.state_file
     if "sources" not in from_file:
         for source in settings.sources:
-            if source.path not in ("-",) and "://" not in source.path and not os.path.isabs(source.path):
+            if location_kind(source.path) == "file" and not os.path.isabs(source.path):
                 source.path = str(base / source.path)
+            if source.journal is not None:
+                if source.journal.directory:
+                    source.journal.directory = str(base / source.journal.directory)
+                source.journal.files = [str(base / f) for f in source.journal.files]

@@ -5,7 +5,9 @@
 #                   (the tests that need these programs then skip, each with its reason)
 set -euo pipefail
 
-PACKAGES=(postfix swaks libnet-ssleay-perl prometheus prometheus-alertmanager logrotate)
+# systemd (journalctl) and systemd-journal-remote build and read real journal files; bsdutils has logger.
+PACKAGES=(postfix swaks libnet-ssleay-perl prometheus prometheus-alertmanager logrotate
+          systemd systemd-journal-remote bsdutils)
 # Node.js runs the Prometheus Operator schema check of the ServiceMonitor (tests/deploy_fixtures).
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 

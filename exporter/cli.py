@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--source",
         action="append",
         metavar="[NAME=][FORMAT:]LOCATION",
-        help="a log to follow; repeatable. LOCATION is a path or a glob; FORMAT is a format name "
+        help="a log to follow; repeatable. LOCATION is a path or glob, journal[:UNIT], "
+        "syslog+udp://HOST:PORT, syslog+tcp://HOST:PORT or - (stdin); FORMAT is a format name "
         "(default auto: recognised from the first lines); NAME (the source label) defaults to the "
         "format. Replaces the config file's sources.",
     )
@@ -271,8 +272,14 @@ def serve(settings, catalogue, on_ready=None) -> int:
     from .server import Server, Site
     from .tail import DirectoryWatcher
 
-    if settings.web.config_file is not None:
-        return _fail("--web.config.file is not supported yet by this version")
+    web = None
+    if settings.web.config_file is not None:  # TLS and basic auth: a file that cannot be used stops here
+        from .webconfig import WebConfigError, WebConfigFile
+
+        try:
+            web = WebConfigFile(settings.web.config_file)
+        except WebConfigError as exc:
+            return _fail(str(exc))
     state_file = settings.state_file or default_state_file()
     try:
         state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -299,10 +306,12 @@ def serve(settings, catalogue, on_ready=None) -> int:
     )
     host, port = split_address(settings.web.listen_address)
     try:
-        server = Server(host, port, site)
+        server = Server(host, port, site, web)
     except OSError as exc:
         pipeline.close()
         return _fail(f"cannot listen on {settings.web.listen_address}: {exc.strerror or exc}", EXIT_RUNTIME)
+    registry.register(server.collector())
+    om_registry.register(server.collector())
 
     stop = threading.Event()
     signals = {"count": 0}
@@ -489,8 +498,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     settings, catalogue, error = _load(args.file, {})
     if error:
         return _fail(error)
+    from .config import location_kind
+
+    if settings.web.config_file is not None:
+        from .webconfig import WebConfigError, WebConfigFile
+
+        try:
+            WebConfigFile(settings.web.config_file)
+        except WebConfigError as exc:
+            return _fail(str(exc))
     problems = []
     for src in settings.sources:
+        if location_kind(src.path) != "file":
+            continue
         if "*" not in src.path and "?" not in src.path and "[" not in src.path:
             p = Path(src.path)
             if p.exists() and not os.access(p, os.R_OK):

@@ -331,6 +331,9 @@ def _resolve_paths(settings: Settings, base: Path, from_file: dict[str, Any]) ->
         settings.catalogue_file = base / settings.catalogue_file
     if settings.state_file and not settings.state_file.is_absolute() and "state_file" not in from_file:
         settings.state_file = base / settings.state_file
+    web_file = settings.web.config_file
+    if web_file and not web_file.is_absolute() and "config_file" not in from_file.get("web", {}):
+        settings.web.config_file = base / web_file
     if "sources" not in from_file:
         for source in settings.sources:
             if location_kind(source.path) == "file" and not os.path.isabs(source.path):

@@ -60,13 +60,24 @@ class Pipeline:
         problem = state.check_writable(self.state_file)
         if problem:
             self._not_durable(f"state file {self.state_file} cannot be written: {problem}")
+        else:
+            state.remove_stale_temp(self.state_file)  # left by a save that a kill -9 interrupted
         if self.settings.reset_state:
             log.info("--reset-state: starting over, ignoring %s", self.state_file)
+            if self.state_file.exists() and not problem:
+                state.set_aside(self.state_file)  # a crash before the first save must not bring it back
             return None
         try:
             saved = state.load(self.state_file)
         except state.StateError as exc:
-            log.warning("%s; starting without it (counters start from 0, files from their end)", exc)
+            start = "their beginning" if self.settings.from_beginning else "their end"
+            aside = None if problem else state.set_aside(self.state_file)
+            log.warning(
+                "%s; starting without it (counters from 0, files from %s)%s",
+                exc,
+                start,
+                f"; it was kept as {aside}" if aside else "",
+            )
             self.counts.state_saves["error"] += 1
             return None
         if saved is None:
@@ -76,7 +87,9 @@ class Pipeline:
         for family, rows in list(counters.items()):
             if isinstance(rows, list):
                 counters[family] = [
-                    r for r in rows if isinstance(r, list) and r and r[0] and r[0][0] in names
+                    r
+                    for r in rows
+                    if isinstance(r, list) and r and isinstance(r[0], list) and r[0] and r[0][0] in names
                 ]
         self.counts.restore(counters)
         gone = set(saved.get("sources", {})) - names
@@ -95,6 +108,7 @@ class Pipeline:
         more = False
         delta = Delta()
         moved = False
+        gauges: list[tuple[str, tuple, float]] = []
         for src in self.sources:
             before = src.follower.positions()
             more = src.follower.poll(src.sink) or more
@@ -102,13 +116,19 @@ class Pipeline:
             if not d.empty():
                 _merge_into(delta, d)
             moved = moved or d.read_bytes or src.follower.positions() != before
-            self.counts.set_gauge("up", (src.cfg.name,), 1 if src.follower.up else 0)
-            self.counts.set_gauge("behind", (src.cfg.name,), src.follower.behind())
+            name = (src.cfg.name,)
+            gauges += [("up", name, 1 if src.follower.up else 0), ("behind", name, src.follower.behind())]
             if src.sink.last_line is not None:
-                self.counts.set_gauge("last_line", (src.cfg.name,), src.sink.last_line)
+                gauges.append(("last_line", name, src.sink.last_line))
         if moved or not delta.empty():
+            for family in delta.__slots__:  # new series get their creation time before it is saved
+                if getattr(delta, family):
+                    self.counts.ensure(family, getattr(delta, family))
             self._save(delta)
+        # Group commit: what this batch read is published only once the state holding it is on disk.
         self.counts.merge(delta)
+        for family, key, value in gauges:
+            self.counts.set_gauge(family, key, value)
         self.ready = not more and all(s.follower.up and s.follower.behind() == 0 for s in self.sources)
         return more
 

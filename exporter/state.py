@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
+from glob import escape as glob_escape
 from pathlib import Path
 
 FORMAT_VERSION = 1
@@ -64,6 +65,29 @@ def save(path: Path, sources: dict, counters: dict, fsync: bool = True) -> None:
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
+
+
+def remove_stale_temp(path: Path) -> int:
+    """Remove temporary files a save killed half-way left beside the state file; how many."""
+    path = Path(path)
+    removed = 0
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+                removed += 1
+    return removed
+
+
+def set_aside(path: Path) -> Path | None:
+    """Rename an unusable state file out of the way (kept for a look), so a restart cannot trip on it."""
+    path = Path(path)
+    target = path.with_name(path.name + ".unusable")
+    try:
+        os.replace(path, target)
+    except OSError:
+        return None
+    return target
 
 
 def check_writable(path: Path) -> str | None:

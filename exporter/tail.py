@@ -3,8 +3,9 @@
 A file is known by its identity (device, inode and a fingerprint of its first bytes, since inode numbers
 are reused), never by its name. A file whose identity leaves its path (rename, delete, symlink swap) is
 read to its end; its trailing partial line is finished only once it has been idle for `rotate_wait`.
-Offsets always point just past the last complete line handed on, so a partial line is never parsed
-early and never skipped after a restart. This is the only module that imports watchdog.
+A file truncated in place (copytruncate) is first looked for beside its path: the copy holds the bytes
+not read yet. Offsets always point just past the last complete line handed on, so a partial line is
+never parsed early and never skipped after a restart. This is the only module that imports watchdog.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ log = logging.getLogger(__name__)
 FINGERPRINT_BYTES = 256
 DEFAULT_MAX_LINE = 64 * 1024
 DEFAULT_CHUNK = 1024 * 1024
+_O_READ = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 class Sink(Protocol):
@@ -47,23 +49,42 @@ def _fingerprint(fd: int, n: int) -> str:
     return hashlib.sha1(os.pread(fd, n, 0), usedforsecurity=False).hexdigest() if n else ""
 
 
+def _open(path: str) -> tuple[int, os.stat_result] | None:
+    """Open a regular file for reading; its descriptor and fstat, or None (not there, not regular)."""
+    try:
+        fd = os.open(path, _O_READ)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        return None
+    return fd, st
+
+
 class TrackedFile:
     """One open file and the position just past its last complete line."""
 
-    __slots__ = ("path", "fd", "dev", "ino", "fp_len", "fp", "offset", "skipping", "size", "idle_since")
-    __slots__ += ("rotated", "ctx")
+    __slots__ = ("path", "real", "fd", "dev", "ino", "fp_len", "fp", "offset", "skipping", "size")
+    __slots__ += ("idle_since", "rotated", "seen", "ctx")
 
     def __init__(self, path: str, fd: int, st: os.stat_result, offset: int, now: float):
-        self.path = path
+        self.path = path  # where it was found (the pattern's path, even after it was renamed away)
+        self.real = os.path.realpath(path)  # the file behind a symlink, to find it again after a swap
         self.fd = fd
         self.dev, self.ino = st.st_dev, st.st_ino
         self.fp_len = min(st.st_size, FINGERPRINT_BYTES)
         self.fp = _fingerprint(fd, self.fp_len)
         self.offset = offset
         self.skipping = False  # inside an oversize line: drop bytes up to its newline
-        self.size = st.st_size
+        self.size = st.st_size  # as last seen: what is known to exist
         self.idle_since = now
         self.rotated = False  # no longer at a path of the source: read to the end, then close
+        self.seen = offset  # bytes up to here were counted in read_bytes (a partial line is re-read)
         self.ctx: Any = None  # the pipeline's per-file state (a parser for stateful formats)
 
     def same_content(self) -> bool:
@@ -78,17 +99,22 @@ class TrackedFile:
     def position(self) -> dict:
         return {
             "path": self.path,
+            "real": self.real,
             "dev": self.dev,
             "ino": self.ino,
             "fp_len": self.fp_len,
             "fp": self.fp,
             "offset": self.offset,
+            "size": self.size,  # known to exist: what a truncation while we are down takes away
             "skipping": self.skipping,
+            "rotated": self.rotated,
         }
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        if self.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+        self.fd = -1
 
 
 class Follower:
@@ -111,11 +137,16 @@ class Follower:
         self.chunk = max(chunk, 2 * max_line + 2)
         self.clock = clock
         self.files: list[TrackedFile] = []
-        self.started = False  # after the first discovery, new files are read from byte 0
+        self.started = False  # after the first discovery (or a restore), new files are read from byte 0
         self.up = False
-        self.problem: str | None = None  # why the source is not readable, for the log and /readyz
+        self.problem: str | None = None  # why the source is not readable, for /readyz
+        self._logged_problem: str | None = None
         self._missing: list[dict] = []  # saved files that could not be found on restore
+        self._events: list[str] = []  # file events found on restore, handed on at the first poll
+        self._resumed: list[TrackedFile] = []  # restored files the sink has not been told about yet
         self._known_paths: set[str] = set()
+        self._added = False
+        self._lost = 0  # bytes found lost on restore, counted at the first poll
 
     # -- restart ---------------------------------------------------------------------------------
     def restore(self, saved: Iterable[dict]) -> None:
@@ -126,32 +157,87 @@ class Follower:
             try:
                 dev, ino, offset = int(entry["dev"]), int(entry["ino"]), int(entry["offset"])
                 fp_len, fp = int(entry["fp_len"]), str(entry["fp"])
-            except (KeyError, TypeError, ValueError):
+                seen = int(entry.get("size", offset))
+                paths = [str(entry.get("path", "")), str(entry.get("real") or entry.get("path", ""))]
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.warning("%s: a malformed file entry in the state file was ignored", self.pattern)
+                self._events.append("missing")
                 continue
-            found = None
-            for path in [entry.get("path", ""), *candidates]:
-                try:
-                    st = os.stat(path)
-                except (OSError, ValueError):
-                    continue
-                if (st.st_dev, st.st_ino) != (dev, ino) or st.st_size < fp_len:
-                    continue
-                try:
-                    fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-                except OSError:
-                    continue
-                if _fingerprint(fd, fp_len) != fp:
-                    os.close(fd)
-                    continue
-                found = TrackedFile(path, fd, st, min(offset, st.st_size), self.clock())
-                found.skipping = bool(entry.get("skipping", False))
-                break
+            if paths[1] and paths[1] != paths[0]:  # a symlink's old target may have been rotated too
+                paths += sorted(globmod.glob(globmod.escape(paths[1]) + "?*"))
+            paths = list(dict.fromkeys(p for p in [*paths, *candidates] if p))
+            found, truncated = self._find_saved(paths, (dev, ino), fp_len, fp, offset)
+            done = bool(entry.get("rotated")) and seen <= offset  # nothing more was expected of it
+            if truncated and not done:
+                self._events.append("truncate")
+                copied = found.size if found is not None else 0
+                self._lost += max(0, seen - max(offset, copied))  # seen before the crash, never read
             if found is None:
-                self._missing.append(entry)
-            elif not any((f.dev, f.ino) == (found.dev, found.ino) for f in self.files):
-                self.files.append(found)
-            else:
+                if done:  # a rotated file read to its end: gone (or its inode reused), nothing lost
+                    log.info("%s: %s, rotated and read to its end, is gone", self.pattern, entry.get("path"))
+                else:
+                    self._missing.append({**entry, "truncated": truncated, "unread": max(0, seen - offset)})
+                continue
+            found.skipping = bool(entry.get("skipping", False))
+            if self._tracked((found.dev, found.ino)) is not None:
                 found.close()
+                continue
+            self.files.append(found)
+            self._resumed.append(found)
+            if entry.get("path"):
+                self._known_paths.add(str(entry["path"]))
+
+    def _find_saved(
+        self, paths: list[str], key: tuple[int, int], fp_len: int, fp: str, offset: int
+    ) -> tuple[TrackedFile | None, bool]:
+        """The saved file by identity or, if it was truncated in place or is gone, its copy by content;
+        and whether the file was found truncated in place (its unread rest is then gone or in the copy)."""
+        truncated = False
+        for path in paths:
+            opened = _open(path)
+            if opened is None:
+                continue
+            fd, st = opened
+            if (st.st_dev, st.st_ino) != key:
+                os.close(fd)
+                continue
+            if st.st_size >= max(offset, fp_len) and _fingerprint(fd, fp_len) == fp:
+                return TrackedFile(path, fd, st, offset, self.clock()), False
+            os.close(fd)  # same inode, other content: truncated (or the inode reused) while we were down
+            truncated = True
+            break
+        if fp_len:
+            for path in paths:  # copytruncate: the copy beside the path has the same first bytes
+                copy = self._open_copy(path, key, fp_len, fp, offset)
+                if copy is not None:
+                    log.info(
+                        "%s: resuming %s, a copy of a file read before, at byte %d",
+                        *(self.pattern, path, offset),
+                    )
+                    return copy, truncated
+        return None, truncated
+
+    def _open_copy(
+        self, path: str, not_key: tuple[int, int], fp_len: int, fp: str, offset: int
+    ) -> TrackedFile | None:
+        """A file at path that starts with the same fp_len bytes and holds more than offset bytes."""
+        opened = _open(path)
+        if opened is None:
+            return None
+        fd, st = opened
+        key = (st.st_dev, st.st_ino)
+        if (
+            key == not_key
+            or any((f.dev, f.ino) == key for f in self.files)
+            or st.st_size <= offset
+            or st.st_size < fp_len
+            or _fingerprint(fd, fp_len) != fp
+        ):
+            os.close(fd)
+            return None
+        tf = TrackedFile(path, fd, st, offset, self.clock())
+        tf.rotated = True
+        return tf
 
     def _candidates(self) -> list[str]:
         """Paths where a file of this source may be now: the pattern and rotated names beside it."""
@@ -164,35 +250,61 @@ class Follower:
     def poll(self, sink: Sink, budget: int = 4 * DEFAULT_CHUNK) -> bool:
         """Discover files, read up to `budget` bytes of complete lines; True if more is waiting."""
         now = self.clock()
-        for entry in self._missing:
-            log.warning(
-                "%s: file %s (inode %s) read up to byte %s is gone (compressed or deleted while the "
-                "exporter was down); what it held after that offset cannot be counted",
-                self.pattern,
-                entry.get("path"),
-                entry.get("ino"),
-                entry.get("offset"),
-            )
-            sink.event("missing")
-        self._missing.clear()
+        self._report_restore(sink)
         self._discover(sink)
         more = False
         # Rotated files first: their lines are older than those of the file now at the path.
         for tf in sorted(self.files, key=lambda f: not f.rotated):
-            if budget <= 0:
-                more = True
-                break
-            used, pending = self._read(tf, sink, budget, now)
-            budget -= used
+            pending = True
+            while pending and budget > 0:
+                used, pending = self._read(tf, sink, budget, now)
+                budget -= used
             more = more or pending
         self.files = [f for f in self.files if f.fd >= 0]
+        more, self._added = more or self._added, False
         return more
 
+    def _report_restore(self, sink: Sink) -> None:
+        for entry in self._missing:
+            if entry["truncated"]:
+                log.warning(
+                    "%s: %s was truncated (or its inode reused) while the exporter was down; what was "
+                    "written to it after byte %s and before the truncation cannot be counted",
+                    self.pattern,
+                    entry.get("path"),
+                    entry.get("offset"),
+                )
+                continue
+            log.warning(
+                "%s: file %s (inode %s) read up to byte %s is gone (compressed or deleted while the "
+                "exporter was down); the %s bytes after that offset, and any written later, cannot be "
+                "counted",
+                self.pattern,
+                entry.get("path"),
+                entry.get("ino"),
+                entry.get("offset"),
+                entry["unread"],
+            )
+            sink.event("missing")
+            if entry["unread"]:
+                sink.lost("missing", entry["unread"])
+        self._missing.clear()
+        for name in self._events:
+            sink.event(name)
+        self._events.clear()
+        if self._lost:
+            sink.lost("truncated", self._lost)
+            self._lost = 0
+        for tf in self._resumed:
+            if tf.fd >= 0:
+                sink.opened(tf, "resume")
+        self._resumed.clear()
+
     def _discover(self, sink: Sink) -> None:
-        paths = sorted(globmod.glob(self.pattern)) if is_glob(self.pattern) else [self.pattern]
+        globbed = is_glob(self.pattern)
+        paths = sorted(globmod.glob(self.pattern)) if globbed else [self.pattern]
         current: set[tuple[int, int]] = set()
-        problem = None
-        opened_any = False
+        problem = None if paths else f"no file matches {self.pattern} (yet)"
         for path in paths:
             try:
                 st = os.stat(path)
@@ -204,67 +316,118 @@ class Follower:
                 sink.read_error()
                 continue
             if not stat.S_ISREG(st.st_mode):
-                if not (is_glob(self.pattern) and stat.S_ISDIR(st.st_mode)):
+                if not (globbed and stat.S_ISDIR(st.st_mode)):
                     problem = f"{path} is not a regular file"
                     sink.read_error()
                 continue
-            key = (st.st_dev, st.st_ino)
-            tf = next((f for f in self.files if (f.dev, f.ino) == key), None)
-            if tf is not None:
-                tf.path = path
-                tf.rotated = False
-                current.add(key)
-                opened_any = True
-                continue
-            try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-            except OSError as exc:
-                problem = f"cannot open {path}: {exc.strerror or exc}"
-                sink.read_error()
-                continue
-            start = 0 if (self.started or self.from_beginning) else st.st_size
-            tf = TrackedFile(path, fd, st, start, self.clock())
-            if path in self._known_paths:
-                event = "rotate" if any(f.path == path for f in self.files) else "reopen"
-            else:
-                event = "open"
-            self._known_paths.add(path)
-            self.files.append(tf)
-            sink.event(event)
-            sink.opened(tf, event)
-            current.add(key)
-            opened_any = True
+            tf = self._tracked((st.st_dev, st.st_ino))
+            if tf is None:
+                tf = self._open_new(path, sink)
+                if tf is None:
+                    problem = f"cannot open {path}"
+                    sink.read_error()
+                    continue
+            tf.path = path
+            tf.rotated = False
+            current.add((tf.dev, tf.ino))
+        now = self.clock()
         for tf in self.files:
-            if (tf.dev, tf.ino) not in current:
-                if not tf.rotated:
-                    tf.idle_since = self.clock()
+            if (tf.dev, tf.ino) not in current and not tf.rotated:
                 tf.rotated = True
+                tf.idle_since = now
         self.started = True
-        self.up = opened_any and (problem is None or is_glob(self.pattern))
-        if problem != self.problem:
+        self.up = bool(current) and (problem is None or globbed)
+        if problem != self._logged_problem:  # log a change, not every poll
             if problem:
                 log.warning("source %s: %s", self.pattern, problem)
-            elif self.problem:
+            elif self._logged_problem:
                 log.info("source %s: readable again", self.pattern)
+            self._logged_problem = problem
         self.problem = problem if not self.up else None
+
+    def _tracked(self, key: tuple[int, int]) -> TrackedFile | None:
+        return next((f for f in self.files if (f.dev, f.ino) == key), None)
+
+    def _open_new(self, path: str, sink: Sink) -> TrackedFile | None:
+        opened = _open(path)
+        if opened is None:
+            return None
+        fd, st = opened
+        tf = self._tracked((st.st_dev, st.st_ino))
+        if tf is not None:  # replaced between stat and open by a file we already follow
+            os.close(fd)
+            return tf
+        tf = TrackedFile(path, fd, st, 0, self.clock())
+        if not (self.started or self.from_beginning):
+            tf.offset, tf.skipping = self._line_start(fd, st.st_size)
+            tf.seen = st.st_size
+        if path in self._known_paths:
+            event = "rotate" if any(f.path == path and not f.rotated for f in self.files) else "reopen"
+        else:
+            event = "open"
+        self._known_paths.add(path)
+        self.files.append(tf)
+        sink.event(event)
+        sink.opened(tf, event)
+        return tf
+
+    def _line_start(self, fd: int, size: int) -> tuple[int, bool]:
+        """Where to start in a file read "from its end": after its last newline, so that a line being
+        written right now is counted whole once it is complete, and never as a fragment."""
+        back = min(size, self.max_line + 1)
+        try:
+            tail = os.pread(fd, back, size - back)
+        except OSError:
+            return size, False
+        nl = tail.rfind(b"\n")
+        if nl >= 0:
+            return size - back + nl + 1, False
+        if size <= self.max_line:
+            return 0, False
+        return size, True  # inside a line already too long: skip to its end
+
+    def _truncated(self, tf: TrackedFile, size: int) -> bool:
+        """Files only grow; a smaller size or other first bytes mean the file was truncated (or rewritten)."""
+        return size < tf.size or size < tf.offset or (size != tf.size and not tf.same_content())
+
+    def _on_truncate(self, tf: TrackedFile, size: int, sink: Sink) -> None:
+        """Count what is gone; the bytes not read yet may still be in a copy beside the path."""
+        copy = None
+        for path in self._candidates() + sorted(globmod.glob(globmod.escape(tf.real) + "?*")):
+            copy = self._open_copy(path, (tf.dev, tf.ino), tf.fp_len, tf.fp, tf.offset)
+            if copy is not None:
+                break
+        lost = max(0, tf.size - max(tf.offset, copy.size if copy is not None else 0))
+        if lost:
+            sink.lost("truncated", lost)
+        sink.event("truncate")
+        if copy is not None:
+            copy.skipping = tf.skipping
+            copy.idle_since = self.clock()
+            self.files.append(copy)
+            self._added = True  # read at once, not at the next wake-up
+            sink.opened(copy, "copy")
+        log.info(
+            "%s: %s was truncated%s%s",
+            self.pattern,
+            tf.path,
+            f"; reading the rest of its copy {copy.path}" if copy is not None else "",
+            f"; {lost} bytes not read were lost" if lost else "",
+        )
+        fp_len = min(size, FINGERPRINT_BYTES)
+        tf.fp_len, tf.fp = fp_len, _fingerprint(tf.fd, fp_len)
+        tf.offset = tf.seen = tf.size = 0
+        tf.skipping = False
+        sink.opened(tf, "truncate")
 
     def _read(self, tf: TrackedFile, sink: Sink, budget: int, now: float) -> tuple[int, bool]:
         try:
-            st = os.fstat(tf.fd)
+            size = os.fstat(tf.fd).st_size
         except OSError:
             sink.read_error()
             return 0, False
-        size = st.st_size
-        if size < tf.offset or (size != tf.size and not tf.same_content()):
-            # Truncated (copytruncate) or rewritten in place: what was unread before is gone.
-            lost = max(0, tf.size - tf.offset)
-            if lost:
-                sink.lost("truncated", lost)
-            sink.event("truncate")
-            tf.offset = 0
-            tf.skipping = False
-            tf.fp_len, tf.fp = min(size, FINGERPRINT_BYTES), _fingerprint(tf.fd, min(size, FINGERPRINT_BYTES))
-            sink.opened(tf, "truncate")
+        if self._truncated(tf, size):
+            self._on_truncate(tf, size, sink)
         tf.grow_fingerprint(size)
         if size != tf.size:
             tf.idle_since = now  # "idle" means: the file has not grown
@@ -281,7 +444,9 @@ class Follower:
             return 0, False
         if not data:
             return 0, False
-        sink.read_bytes(len(data))
+        if tf.offset + len(data) > tf.seen:
+            sink.read_bytes(tf.offset + len(data) - tf.seen)
+            tf.seen = tf.offset + len(data)
         start = 0
         if tf.skipping:
             nl = data.find(b"\n")
@@ -308,8 +473,7 @@ class Follower:
             rest and tf.rotated and tf.offset + len(data) >= size and now - tf.idle_since >= self.rotate_wait
         ):
             # The last line of a rotated file that nobody writes to any more: finish it now.
-            if not tf.skipping:
-                sink.lines(tf, data[end:] + b"\n")
+            sink.lines(tf, data[end:] + b"\n")
             end = len(data)
         tf.offset += end
         return len(data), tf.offset < size and end > 0
@@ -325,7 +489,6 @@ class Follower:
 
     def _finish(self, tf: TrackedFile) -> None:
         tf.close()
-        tf.fd = -1
 
     def finish(self, sink: Sink) -> None:
         """End of input (replay): hand on every file's trailing partial line as a last line."""
@@ -335,7 +498,9 @@ class Follower:
                 data = os.pread(tf.fd, min(size - tf.offset, self.max_line + 1), tf.offset)
                 if not data:
                     break
-                sink.read_bytes(len(data))
+                if tf.offset + len(data) > tf.seen:
+                    sink.read_bytes(tf.offset + len(data) - tf.seen)
+                    tf.seen = tf.offset + len(data)
                 if not tf.skipping and len(data) <= self.max_line:
                     sink.lines(tf, data + b"\n")
                 elif not tf.skipping:
@@ -365,7 +530,6 @@ class Follower:
     def close(self) -> None:
         for tf in self.files:
             tf.close()
-            tf.fd = -1
         self.files = []
 
 

@@ -37,22 +37,77 @@ class Pipeline:
     sources: list[Source] = field(default_factory=list)
     ready: bool = False
     _durable_reason: str | None = None
+    _pending: tuple[Settings, Catalogue] | None = None
+    _waker_started: bool = False
 
     def setup(self) -> None:
         saved = self._load_state()
         for cfg in self.settings.sources:
-            module = parsers.get(cfg.format)
-            sink = SourceSink(cfg, module, self.catalogue)
-            follower = open_reader(cfg, self.settings)
             entry = (saved or {}).get("sources", {}).get(cfg.name)
-            if isinstance(entry, dict) and isinstance(entry.get("files"), list):
-                follower.restore(entry["files"])
-            self.sources.append(Source(cfg, sink, follower))
-            for family, keys in zero_series(cfg.name, module, cfg.options, self.catalogue).items():
-                self.counts.ensure(family, keys)
-            self.counts.source_formats[cfg.name] = cfg.format
-            self.counts.set_gauge("up", (cfg.name,), 0)
-            self.counts.set_gauge("behind", (cfg.name,), 0)
+            self._add_source(cfg, entry if isinstance(entry, dict) else None)
+
+    def _add_source(self, cfg: SourceConfig, saved: dict | None) -> Source:
+        module = parsers.get(cfg.format)
+        sink = SourceSink(cfg, module, self.catalogue)
+        follower = open_reader(cfg, self.settings)
+        if saved is not None and isinstance(saved.get("files"), list):
+            follower.restore(saved["files"])
+        src = Source(cfg, sink, follower)
+        self.sources.append(src)
+        for family, keys in zero_series(cfg.name, module, cfg.options, self.catalogue).items():
+            self.counts.ensure(family, keys)
+        self.counts.source_formats[cfg.name] = cfg.format
+        self.counts.set_gauge("up", (cfg.name,), 0)
+        self.counts.set_gauge("behind", (cfg.name,), 0)
+        return src
+
+    def start_readers(self) -> None:
+        """Start the readers that run a thread or a subprocess of their own (journal, syslog, stdin)."""
+        self._waker_started = True
+        for src in self.sources:
+            start = getattr(src.follower, "start", None)
+            if start is not None:
+                start(self.waker)
+
+    # -- reload (SIGHUP) -------------------------------------------------------------------------
+    def request_reload(self, settings: Settings, catalogue: Catalogue) -> None:
+        """Hand a checked configuration to the reader thread, which applies it between two batches."""
+        self._pending = (settings, catalogue)
+        self.waker.set()
+
+    def _apply_reload(self) -> None:
+        settings, catalogue = self._pending  # type: ignore[misc]
+        self._pending = None
+        self.catalogue = catalogue
+        self.settings = settings
+        wanted = {cfg.name: cfg for cfg in settings.sources}
+        kept, added, removed = [], [], []
+        for src in list(self.sources):
+            cfg = wanted.get(src.cfg.name)
+            if cfg is not None and cfg.model_dump() == src.cfg.model_dump():
+                src.sink.set_catalogue(catalogue)  # same source: keep its reader and its offsets
+                kept.append(src.cfg.name)
+                for family, keys in zero_series(cfg.name, src.sink.module, cfg.options, catalogue).items():
+                    self.counts.ensure(family, keys)
+                continue
+            src.follower.close()  # removed or changed: its counters stay, its reader goes
+            self.sources.remove(src)
+            removed.append(src.cfg.name)
+        for name, cfg in wanted.items():
+            if name not in kept:
+                src = self._add_source(cfg, None)
+                added.append(name)
+                start = getattr(src.follower, "start", None)
+                if start is not None and self._waker_started:
+                    start(self.waker)
+        log.info(
+            "configuration reloaded: %d catalogue codes; sources kept: %s; added: %s; removed: %s",
+            len(catalogue.entries),
+            ", ".join(kept) or "-",
+            ", ".join(added) or "-",
+            ", ".join(removed) or "-",
+        )
+        self._save(Delta())
 
     def _load_state(self) -> dict | None:
         if self.state_file is None:
@@ -163,6 +218,9 @@ class Pipeline:
         last_dirs: set[str] = set()
         last_error: str | None = None
         while not stop.is_set():
+            if self._pending is not None:
+                self._apply_reload()
+                interval = self.settings.poll_interval
             try:
                 more = self.step()
             except Exception as exc:  # a bug must not stop the exporter: log it (once), back off, retry

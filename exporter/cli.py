@@ -120,6 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="how often files are checked without a file event (default 1)",
     )
+    run.add_argument(
+        "--rotate-wait",
+        type=float,
+        metavar="SECONDS",
+        help="how long a rotated file must be idle before its last partial line is counted (default 5)",
+    )
+    run.add_argument(
+        "--max-line-bytes",
+        type=int,
+        metavar="BYTES",
+        help="longer lines are counted as oversize and skipped (default 65536)",
+    )
     _add_common(run)
 
     rep = sub.add_parser(
@@ -225,7 +237,17 @@ def _run_overrides(args: argparse.Namespace) -> dict[str, Any]:
         web["config_file"] = args.web_config_file
     if web:
         out["web"] = web
-    for key in ("state_file", "reset_state", "from_beginning", "poll", "poll_interval", "log_level"):
+    keys = (
+        "state_file",
+        "reset_state",
+        "from_beginning",
+        "poll",
+        "poll_interval",
+        "rotate_wait",
+        "max_line_bytes",
+        "log_level",
+    )
+    for key in keys:
         value = getattr(args, key)
         if value is not None:
             out[key] = value
@@ -260,11 +282,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not settings.sources:
         return _fail("no source to follow: give --source [NAME=][FORMAT:]PATH or `sources:` in --config")
     _setup_logging(settings.log_level)
-    return serve(settings, catalogue)
+    return serve(settings, catalogue, reload=lambda: _load(args.config, overrides))
 
 
-def serve(settings, catalogue, on_ready=None) -> int:
-    """Run the daemon until SIGTERM/SIGINT; returns the exit code."""
+def serve(settings, catalogue, on_ready=None, reload=None) -> int:
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP calls reload() for (settings, catalogue, error)."""
     from . import enhanced
     from .app import Pipeline
     from .config import default_state_file, split_address
@@ -289,8 +311,8 @@ def serve(settings, catalogue, on_ready=None) -> int:
     pipeline = Pipeline(settings, catalogue, counts, state_file)
     pipeline.setup()
     info = enhanced.load()
-    registry = make_registry(MailCollector(counts, lambda: catalogue, info, with_created=False))
-    om_registry = make_registry(MailCollector(counts, lambda: catalogue, info, with_created=True))
+    registry = make_registry(MailCollector(counts, lambda: pipeline.catalogue, info, with_created=False))
+    om_registry = make_registry(MailCollector(counts, lambda: pipeline.catalogue, info, with_created=True))
 
     def ready() -> tuple[bool, list[str]]:
         reasons = []
@@ -325,16 +347,15 @@ def serve(settings, catalogue, on_ready=None) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, on_signal)
+    hup = threading.Event()
+    signal.signal(signal.SIGHUP, lambda signum, frame: hup.set())
 
     watcher = DirectoryWatcher(pipeline.waker, poll=settings.poll)
     try:
         watcher.start(pipeline.watch_dirs())
     except OSError as exc:  # inotify limits reached and similar: polling still works
         log.warning("file events unavailable (%s); polling every %ss", exc, settings.poll_interval)
-    for src in pipeline.sources:  # readers with a thread or subprocess of their own (journal, syslog, stdin)
-        start = getattr(src.follower, "start", None)
-        if start is not None:
-            start(pipeline.waker)
+    pipeline.start_readers()
     reader = threading.Thread(target=pipeline.run, args=(stop, watcher), name="reader", daemon=True)
     reader.start()
     server.start()
@@ -347,8 +368,10 @@ def serve(settings, catalogue, on_ready=None) -> int:
     )
     if on_ready is not None:
         on_ready(server)
-    while not stop.wait(0.5):
-        pass
+    while not stop.wait(0.2):
+        if hup.is_set():
+            hup.clear()
+            _reload(pipeline, counts, reload)
     log.info("shutting down: finishing the lines in hand")
     reader.join(timeout=4)
     watcher.stop()
@@ -356,6 +379,29 @@ def serve(settings, catalogue, on_ready=None) -> int:
     server.server_close()
     pipeline.close()
     return EXIT_OK
+
+
+def _reload(pipeline, counts, reload) -> None:
+    """SIGHUP: check the configuration and catalogue again; apply them only if both are usable."""
+    if reload is None:
+        log.warning("SIGHUP: this run has no configuration to reload")
+        return
+    settings, catalogue, error = reload()
+    if error is None and not settings.sources:
+        error = "no source to follow"
+    if error is None and settings.web.listen_address != pipeline.settings.web.listen_address:
+        log.warning(
+            "SIGHUP: web.listen_address changes only with a restart; keeping %s",
+            pipeline.settings.web.listen_address,
+        )
+    if error is not None:
+        counts.config_reloads["error"] += 1
+        counts.config_reload_ok = 0
+        log.error("SIGHUP: configuration not reloaded, the running one stays in force: %s", error)
+        return
+    counts.config_reloads["ok"] += 1
+    counts.config_reload_ok = 1
+    pipeline.request_reload(settings, catalogue)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:

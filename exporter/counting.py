@@ -59,6 +59,10 @@ class SourceSink:
         self.delta = Delta()
         self.last_line: float | None = None
 
+    def set_catalogue(self, catalogue: Catalogue) -> None:
+        """A reloaded catalogue: classify from the next line on."""
+        self.classifier = Classifier(self.name, catalogue)
+
     def new_parser(self) -> Callable[[str], Any]:
         if self._shared is not None:
             return self._shared

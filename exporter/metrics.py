@@ -101,6 +101,8 @@ class Counts:
         self.source_formats: dict[str, str] = {}
         self.state_saves: dict[str, int] = {"ok": 0, "error": 0}
         self.state_durable = 1
+        self.config_reloads: dict[str, int] = {"ok": 0, "error": 0}
+        self.config_reload_ok = 1
 
     def ensure(self, family: str, keys: Iterable[Key]) -> None:
         """Create series at 0 so that alerts on increase() work from the first event."""
@@ -238,6 +240,17 @@ class MailCollector(Collector):
             "mail_exporter_state_durable",
             "1 while the state file is saved durably (counts survive a crash), 0 otherwise.",
             value=self._counts.state_durable,
+        )
+        reloads = CounterMetricFamily(
+            "mail_exporter_config_reloads", "Configuration reloads (SIGHUP), by result.", labels=("result",)
+        )
+        for result, n in sorted(self._counts.config_reloads.items()):
+            reloads.add_metric((result,), n)
+        yield reloads
+        yield GaugeMetricFamily(
+            "mail_exporter_config_last_reload_successful",
+            "0 when the last reload (SIGHUP) was refused and the previous configuration stayed in force.",
+            value=self._counts.config_reload_ok,
         )
         build = InfoMetricFamily("mail_exporter_build", "Version of mailcode-exporter and of Python.")
         build.add_metric([], {"version": __version__, "python_version": platform.python_version()})

@@ -791,10 +791,6 @@ def test_systemd_analyze_verifies_the_unit_and_rates_it_hardened(tmp_path: Path)
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="exporter/cli.py does not handle SIGHUP yet, so the unit's ExecReload (kill -HUP) would stop it",
-)
 def test_the_exporter_survives_the_units_reload_signal(tmp_path: Path) -> None:
     """`systemctl reload` sends SIGHUP (ExecReload): the exporter must go on serving, not exit."""
     log = tmp_path / "mail.log"

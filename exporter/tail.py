@@ -49,6 +49,15 @@ def _fingerprint(fd: int, n: int) -> str:
     return hashlib.sha1(os.pread(fd, n, 0), usedforsecurity=False).hexdigest() if n else ""
 
 
+def _why_unopenable(path: str) -> str:
+    """The reason _open() failed, for the log and /readyz ("Permission denied")."""
+    try:
+        os.close(os.open(path, _O_READ))
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return "not a regular file, or replaced while it was opened"
+
+
 def _open(path: str) -> tuple[int, os.stat_result] | None:
     """Open a regular file for reading; its descriptor and fstat, or None (not there, not regular)."""
     try:
@@ -324,7 +333,7 @@ class Follower:
             if tf is None:
                 tf = self._open_new(path, sink)
                 if tf is None:
-                    problem = f"cannot open {path}"
+                    problem = f"cannot open {path}: {_why_unopenable(path)}"
                     sink.read_error()
                     continue
             tf.path = path

@@ -60,6 +60,7 @@ class Daemon:
             *args,
         ]
         self.env = {**os.environ, **(env or {})}
+        self.cwd: Path = ROOT
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -68,12 +69,13 @@ class Daemon:
 
     def start(self, timeout: float = 15.0) -> Daemon:
         self.proc = subprocess.Popen(
-            self.args, cwd=ROOT, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            self.args, cwd=self.cwd, env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited {self.proc.returncode}: {self.proc.stderr.read()}")
+                _, err = self.proc.communicate()
+                raise RuntimeError(f"daemon exited {self.proc.returncode}: {err}")
             with contextlib.suppress(OSError):
                 if http_get(self.url + "/healthz", timeout=1)[0] == 200:
                     return self

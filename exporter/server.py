@@ -167,6 +167,9 @@ class Handler(BaseHTTPRequestHandler):
 
     deadline = 0.0
     head_budget = MAX_HEAD_BYTES
+    # Headers and body go out in two writes: without TCP_NODELAY, Nagle's algorithm and the
+    # client's delayed ACK hold the body back ~40 ms on every keep-alive scrape.
+    disable_nagle_algorithm = True
     _head_only = False
     _linger = False
     _extra_headers: tuple[tuple[str, str], ...] = ()

@@ -103,6 +103,8 @@ class Counts:
         self.state_durable = 1
         self.config_reloads: dict[str, int] = {"ok": 0, "error": 0}
         self.config_reload_ok = 1
+        # Bumped by every change to values, created times or gauges: lets a scrape reuse the last rendering.
+        self.version = 0
 
     def ensure(self, family: str, keys: Iterable[Key]) -> None:
         """Create series at 0 so that alerts on increase() work from the first event."""
@@ -113,6 +115,7 @@ class Counts:
                 if key not in values:
                     values[key] = 0
                     created[key] = now
+                    self.version += 1
 
     def merge(self, delta: Delta) -> None:
         now = self._clock()
@@ -129,9 +132,13 @@ class Counts:
                         created[key] = now
                     else:
                         values[key] = old + n
+                self.version += 1
 
     def set_gauge(self, family: str, key: Key, value: float) -> None:
-        self.gauges[family][key] = value  # a single dict store: atomic under the GIL
+        gauges = self.gauges[family]
+        if gauges.get(key) != value:
+            gauges[key] = value  # a single dict store: atomic under the GIL
+            self.version += 1
 
     def snapshot(self, delta: Delta | None = None) -> dict:
         """Counter values and creation times (plus a pending delta) in a JSON-friendly form."""
@@ -168,6 +175,7 @@ class Counts:
                         key = tuple(row[0])
                         self.values[family][key] = row[1]
                         self.created[family][key] = float(row[2])
+            self.version += 1
 
     def copy(self) -> tuple[dict, dict, dict]:
         with self._lock:
@@ -177,8 +185,15 @@ class Counts:
         return values, created, gauges
 
 
+PARTS = ("counts", "info", "live")
+
+
 class MailCollector(Collector):
-    """Yields every mail_* family from Counts and the catalogue at scrape time."""
+    """Yields the mail_* families at scrape time, from Counts and the catalogue.
+
+    parts: "counts" (counters and gauges that follow the log), "info" (the catalogue and the enhanced
+    code list: they change only on reload) and "live" (small process-level families); all by default.
+    """
 
     def __init__(
         self,
@@ -186,13 +201,23 @@ class MailCollector(Collector):
         catalogue_ref,
         enhanced_info: dict[str, str] | None = None,
         with_created: bool = True,
+        parts: tuple[str, ...] = PARTS,
     ) -> None:
         self._counts = counts
         self._with_created = with_created  # OpenMetrics has _created; the classic text format needs none
         self._catalogue_ref = catalogue_ref  # a callable returning the current Catalogue (reloadable)
         self._enhanced_info = enhanced_info or {}
+        self._parts = parts
 
     def collect(self) -> Iterator[Metric]:
+        if "counts" in self._parts:
+            yield from self._counted()
+        if "info" in self._parts:
+            yield from self._info()
+        if "live" in self._parts:
+            yield from self._live()
+
+    def _counted(self) -> Iterator[Metric]:
         values, created, gauges = self._counts.copy()
         for family, (name, doc, labels) in COUNTERS.items():
             m = CounterMetricFamily(name, doc, labels=labels)
@@ -205,6 +230,8 @@ class MailCollector(Collector):
             for key in sorted(gauges[family]):
                 g.add_metric(key, gauges[family][key])
             yield g
+
+    def _info(self) -> Iterator[Metric]:
         catalogue: Catalogue = self._catalogue_ref()
         info = GaugeMetricFamily(
             "mail_response_code_info",
@@ -222,6 +249,8 @@ class MailCollector(Collector):
         for code, description in sorted(self._enhanced_info.items()):
             enh.add_metric((code, description), 1)
         yield enh
+
+    def _live(self) -> Iterator[Metric]:
         src = GaugeMetricFamily(
             "mail_exporter_source_info",
             "The format each source is read as (always 1).",
@@ -255,6 +284,63 @@ class MailCollector(Collector):
         build = InfoMetricFamily("mail_exporter_build", "Version of mailcode-exporter and of Python.")
         build.add_metric([], {"version": __version__, "python_version": platform.python_version()})
         yield build
+
+
+_EOF = b"# EOF\n"
+
+
+class Exposition:
+    """Renders /metrics for the daemon. The counts are rendered again only after they changed, the
+    catalogue only after a reload; the small live part (and process_*) on every scrape."""
+
+    def __init__(self, counts: Counts, catalogue_ref, enhanced_info: dict[str, str]) -> None:
+        from prometheus_client import ProcessCollector
+
+        self._counts = counts
+        self._catalogue_ref = catalogue_ref
+
+        def registry(*parts: str, created: bool = False) -> CollectorRegistry:
+            reg = CollectorRegistry(auto_describe=False)
+            reg.register(
+                MailCollector(counts, catalogue_ref, enhanced_info, with_created=created, parts=parts)
+            )
+            return reg
+
+        self._counted = {False: registry("counts"), True: registry("counts", created=True)}
+        self._info = registry("info")
+        self._live = registry("live")
+        ProcessCollector(registry=self._live)
+        self._cache: dict[tuple[str, bool], tuple[object, bytes]] = {}
+        self._lock = threading.Lock()
+
+    def register_live(self, collector: Collector) -> None:
+        """A collector rendered on every scrape (the HTTP server's own figures)."""
+        self._live.register(collector)
+
+    def render(self, openmetrics: bool) -> bytes:
+        if openmetrics:
+            from prometheus_client.openmetrics.exposition import generate_latest
+        else:
+            from prometheus_client.exposition import generate_latest
+        with self._lock:  # concurrent scrapes share one rendering instead of each making their own
+            counted = self._cached(("counts", openmetrics), self._counts.version, self._counted[openmetrics])
+            info = self._cached(("info", openmetrics), self._catalogue_ref(), self._info)
+        live = generate_latest(self._live)
+        if openmetrics:
+            return counted.removesuffix(_EOF) + info.removesuffix(_EOF) + live
+        return counted + info + live
+
+    def _cached(self, key: tuple[str, bool], version: object, reg: CollectorRegistry) -> bytes:
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        if key[1]:
+            from prometheus_client.openmetrics.exposition import generate_latest
+        else:
+            from prometheus_client.exposition import generate_latest
+        body = generate_latest(reg)  # the version was read first: a change during rendering forces a redo
+        self._cache[key] = (version, body)
+        return body
 
 
 def make_registry(collector: Collector, process: bool = True) -> CollectorRegistry:

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
-from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.registry import Collector
 
 from . import __version__
 from .webconfig import BasicAuth, WebConfigFile, WebSettings
@@ -53,13 +53,11 @@ class Site:
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        render: Callable[[bool], bytes],
         sources: list[tuple[str, str, str]],
         ready: Callable[[], tuple[bool, list[str]]],
-        openmetrics_registry: CollectorRegistry | None = None,
     ):
-        self.registry = registry  # classic text format
-        self.openmetrics_registry = openmetrics_registry or registry  # with _created times
+        self.render = render  # render(openmetrics) -> the exposition
         self.sources = sources  # (name, format, location)
         self.ready = ready
 
@@ -284,9 +282,9 @@ class Handler(BaseHTTPRequestHandler):
         site: Site = self.server.site
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept"))
+            _, content_type = choose_encoder(self.headers.get("Accept"))
             openmetrics = content_type.startswith("application/openmetrics-text")
-            body = encoder(site.openmetrics_registry if openmetrics else site.registry)
+            body = site.render(openmetrics)
             if "gzip" in (self.headers.get("Accept-Encoding") or ""):
                 self._send(200, content_type, gzip.compress(body, 1), {"Content-Encoding": "gzip"})
             else:

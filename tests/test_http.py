@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import server as server_module
 from exporter.catalogue import Catalogue
-from exporter.metrics import Counts, MailCollector, make_registry
+from exporter.metrics import Counts, Exposition
 from exporter.server import MAX_HEAD_BYTES, MAX_REQUEST_LINE, Server, Site
 
 EOF_BOUND = 30.0  # seconds we wait at most for the server to close a connection it should close
@@ -27,9 +27,11 @@ EOF_BOUND = 30.0  # seconds we wait at most for the server to close a connection
 
 @contextlib.contextmanager
 def serving(max_connections: int = server_module.MAX_CONNECTIONS) -> Iterator[Server]:
-    registry = make_registry(MailCollector(Counts(), Catalogue.load, {}, with_created=False), process=False)
-    server = Server("127.0.0.1", 0, Site(registry, [], lambda: (True, [])), max_connections=max_connections)
-    registry.register(server.collector())
+    catalogue = Catalogue.load()
+    exposition = Exposition(Counts(), lambda: catalogue, {})
+    site = Site(exposition.render, [], lambda: (True, []))
+    server = Server("127.0.0.1", 0, site, max_connections=max_connections)
+    exposition.register_live(server.collector())
     thread = server.start()
     try:
         yield server

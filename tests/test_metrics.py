@@ -140,3 +140,36 @@ def test_promtool_check_metrics_passes_on_golden():
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == "" and r.stderr.strip() == ""
+
+
+def test_exposition_renders_again_only_after_a_change():
+    from exporter.metrics import Exposition
+
+    counts = Counts()
+    catalogue = Catalogue.load()
+    exposition = Exposition(counts, lambda: catalogue, {"5.1.1": "Bad destination mailbox address"})
+    first = exposition.render(False)
+    assert exposition.render(False).split(b"# HELP process_")[0] == first.split(b"# HELP process_")[0]
+    d = Delta()
+    d.add("responses", ("mx", "550", "smtp", "failure", "inbound"), 2)
+    counts.merge(d)
+    smp = samples(exposition.render(False).decode())
+    assert (
+        value(
+            smp,
+            "mail_responses_total",
+            source="mx",
+            code="550",
+            type="smtp",
+            outcome="failure",
+            direction="inbound",
+        )
+        == 2
+    )
+    counts.set_gauge("up", ("mx",), 1)
+    assert value(samples(exposition.render(False).decode()), "mail_exporter_source_up", source="mx") == 1
+    counts.state_durable = 0  # the live part is rendered on every scrape
+    assert value(samples(exposition.render(False).decode()), "mail_exporter_state_durable") == 0
+    om = exposition.render(True).decode()
+    assert om.count("# EOF") == 1 and om.endswith("# EOF\n")
+    assert "mail_responses_created{" in om and "process_cpu_seconds_total" in om

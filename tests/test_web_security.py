@@ -29,7 +29,7 @@ from conftest import need_binary
 from helpers import ROOT, free_port, http_get, samples, value
 
 from exporter.catalogue import Catalogue
-from exporter.metrics import Counts, MailCollector, make_registry
+from exporter.metrics import Counts, Exposition
 from exporter.server import Server, Site
 from exporter.webconfig import (
     CIPHER_SUITES,
@@ -120,11 +120,11 @@ def serving(web_config: Path) -> Iterator[tuple[Server, WebConfigFile]]:
     """The real HTTP server in this process, on a free loopback port, with the real collector."""
     web = WebConfigFile(web_config)
     counts = Counts()
-    registry = make_registry(MailCollector(counts, Catalogue.load, {}, with_created=False), process=False)
-    server = Server(
-        "127.0.0.1", 0, Site(registry, [("mx", "postfix", "/var/log/mail.log")], lambda: (True, [])), web
-    )
-    registry.register(server.collector())
+    catalogue = Catalogue.load()
+    exposition = Exposition(counts, lambda: catalogue, {})
+    site = Site(exposition.render, [("mx", "postfix", "/var/log/mail.log")], lambda: (True, []))
+    server = Server("127.0.0.1", 0, site, web)
+    exposition.register_live(server.collector())
     thread = server.start()
     try:
         yield server, web

@@ -351,9 +351,6 @@ def serve(settings, catalogue, on_ready=None, reload=None) -> int:
         watcher.start(pipeline.watch_dirs())
     except OSError as exc:  # inotify limits reached and similar: polling still works
         log.warning("file events unavailable (%s); polling every %ss", exc, settings.poll_interval)
-    # The reader, watchdog's and the HTTP threads share one interpreter: with the default 5 ms switch
-    # interval a busy thread delays a woken reader by up to 5 ms. 1 ms keeps a line's way to /metrics short.
-    sys.setswitchinterval(0.001)
     pipeline.start_readers()
     try:  # one bounded first batch before serving, so the first scrape already shows each source's state
         pipeline.step()

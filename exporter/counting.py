@@ -55,6 +55,10 @@ class SourceSink:
         self.options = cfg.options
         self.stateful = getattr(module, "STATEFUL", False)
         self._shared = None if self.stateful else module.make_parser(**cfg.options)
+        # A format may count a whole block at once (exactly as its parser would, line by line).
+        self._count_block = (
+            getattr(module, "count_block", None) if not (self.stateful or cfg.options) else None
+        )
         self.classifier = Classifier(cfg.name, catalogue)
         self.delta = Delta()
         self.last_line: float | None = None
@@ -91,17 +95,26 @@ class SourceSink:
     def lines(self, tf: TrackedFile, data: bytes) -> None:
         if tf.ctx is None:  # a file resumed from the state file: its parser starts here
             self.opened(tf, "resume")
+        if self._count_block is not None and tf.ctx is self._shared:
+            counted = self._count_block(data)  # pure ASCII is counted without decoding
+            if counted is not None:
+                self._add_counted(*counted)
+                return
         self.count_text(data.decode("utf-8", "replace"), tf.ctx)
 
     def count_text(self, text: str, parse: Callable[[str], Any]) -> None:
         """Parse and count a block of complete lines (each ends with a newline)."""
         if "\r" in text:
             text = text.replace("\r\n", "\n")
+        counted = self._count_block(text) if self._count_block is not None and parse is self._shared else None
+        if counted is not None:
+            self._add_counted(*counted)
+            return
         lines = text.split("\n")
         lines.pop()
         outcome = ignored = unparsed = 0
-        keys = self.classifier.keys
-        responses, statuses, enhanced = self.delta.responses, self.delta.statuses, self.delta.enhanced
+        events: dict[Event, int] = {}  # classified once per distinct event, not once per line
+        get = events.get
         for line in lines:
             result = parse(line)
             if result is None:
@@ -111,17 +124,25 @@ class SourceSink:
             else:
                 outcome += 1
                 for ev in result:
-                    resp, status, enh = keys(ev)
-                    responses[resp] = responses.get(resp, 0) + 1
-                    if status is not None:
-                        statuses[status] = statuses.get(status, 0) + 1
-                    if enh is not None:
-                        enhanced[enh] = enhanced.get(enh, 0) + 1
+                    events[ev] = get(ev, 0) + 1
+        self._add_counted(outcome, ignored, unparsed, events)
+
+    def _add_counted(self, outcome: int, ignored: int, unparsed: int, events: dict[Event, int]) -> None:
+        """Add the line results and {event: count} of one block to the pending Delta."""
+        keys = self.classifier.keys
+        responses, statuses, enhanced = self.delta.responses, self.delta.statuses, self.delta.enhanced
+        for ev, n in events.items():
+            resp, status, enh = keys(ev)
+            responses[resp] = responses.get(resp, 0) + n
+            if status is not None:
+                statuses[status] = statuses.get(status, 0) + n
+            if enh is not None:
+                enhanced[enh] = enhanced.get(enh, 0) + n
         add = self.delta.add
         for result, n in (("outcome", outcome), ("ignored", ignored), ("unparsed", unparsed)):
             if n:
                 add("lines", (self.name, result), n)
-        if lines:
+        if outcome or ignored or unparsed:
             self.last_line = time.time()
 
     def event(self, name: str) -> None:

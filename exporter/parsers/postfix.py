@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from ..events import (
     BOUNCED,
@@ -23,10 +24,10 @@ STATEFUL = False
 
 # "Dec  4 15:36:10 host prog[pid]: msg" or "2026-12-04T15:36:10.123+00:00 host prog[pid]: msg".
 # The program is a Postfix service path: postfix/smtp, postfix/submission/smtpd, postfix-out/smtp ...
-_HEADER = re.compile(
+_TIMESTAMP = (
     r"(?:[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)"
-    r" \S+ (?P<prog>[\w.-]+(?:/[\w.-]+)+|postfix[\w.-]*)(?:\[\d+\])?: "
 )
+_HEADER = re.compile(_TIMESTAMP + r" \S+ (?P<prog>[\w.-]+(?:/[\w.-]+)+|postfix[\w.-]*)(?:\[\d+\])?: ")
 
 # "QUEUEID: to=<a>, [orig_to=<b>,] relay=..., delay=..., delays=..., dsn=X.Y.Z, status=WORD (text)"
 _STATUS = re.compile(r", dsn=(?P<dsn>[0-9.]+), status=(?P<status>[A-Za-z-]+)(?: \((?P<text>.*))?")
@@ -128,3 +129,153 @@ def make_parser(**options: object) -> object:
     if options:
         raise TypeError(f"the postfix format takes no options (got {', '.join(sorted(options))})")
     return parse
+
+
+# -- Counting a whole block at once ---------------------------------------------------------------
+# The daemon and `replay` hand over blocks of many complete lines. Calling parse() once per line costs
+# a header match per line from Python; count_block() runs ONE regular expression over the block that
+# only stops (findall) on the lines that matter: lines that are not Postfix lines, and lines that carry
+# a result, whose fields it captures. Identical captures are counted in C (Counter) and turned into
+# events once per distinct tuple. It counts exactly what parse() finds line by line (tests/test_counting.py
+# checks that): the pieces below are the line parser's patterns, rewritten only where that cannot change
+# what they match:
+#   - the header is atomic and possessive: its match is unique (the timestamp and the host end at fixed
+#     spaces, the program runs to the first "[" or ":"), so there is nothing to backtrack into;
+#   - "x?" becomes "(?:x|)", and common shapes ("postfix/smtp", "QUEUEID: ", ", relay=..., dsn=",
+#     "host H said: ") are tried first with single-character classes: a repeated group costs the regex
+#     engine an allocation, a class repeat is a tight loop;
+#   - "leftmost match" searches keep their leftmost meaning (a lazy scan, or a fast shape that proves
+#     nothing earlier can match, falling back to the lazy scan);
+#   - classes also exclude "\n" (a line never holds one), so nothing runs into the next line.
+# Lines no fast branch covers (a quoted local part, cleanup rejects) are captured whole and handed to
+# the line parser's own functions. A block with a lone "\r" is declined: the caller parses it by line.
+# Pure-ASCII bytes are scanned as bytes (no decoding); the bytes pattern spells out the ASCII meaning
+# that \s, \S, \d and \w have for str patterns (str \s also matches \x1c-\x1f, bytes \s does not).
+_BLOCK_SOURCE = (
+    r"\n(?>"
+    r"(?:[A-Z][a-z][a-z] [ 0-9]{D} {D}{D}:{D}{D}:{D}{D}"
+    r"|{D}{4}-{D}{D}-{D}{D}T{D}{D}:{D}{D}:{D}{D}(?:\.{D}++|)(?:Z|[+-]{D}{D}(?::|){D}{D}|))"
+    r" {NS}++ (?:[a-z]++/(?:cleanup(?P<cleanup>)|[a-z]++)(?=[\[:])"
+    r"|{WX}++(?:/{WX}++)++(?:(?<=/cleanup)(?P<cleanup2>)|)|postfix{WX}*+)"
+    r"(?:\[{D}++\]|): (?P<ok>)|)"
+    # not a Postfix line: the match ends here with every group empty
+    r"(?(ok)"
+    # The rest starts after the first ": " behind the header (the queue id or NOQUEUE). Most lines
+    # have a queue id there; the others are looked at only if ": keyword" occurs in them at all.
+    r"(?>[0-9A-Z]++: |(?=[^\n]*: (?:to=<|reject: |milter-reject: |from=<))"
+    r"{L}*+(?:: |:(?! ){L}*+(?:: |:(?! ){L}*+(?:: |{Q})|{Q})|{Q}))"
+    # Single-character marker groups say which kind of line it is (a capture of one byte is free).
+    r"(?:(?P<to>t)o=<(?:"
+    # recipient status: addresses without a quoted local part, then _STATUS and _REPLY
+    r"(?!\")[^>\n]*+>(?:, orig_to=<(?!\")[^>\n]*+>|(?!, orig_to=<))"
+    r"(?:, relay={C}*+, delay={C}*+, delays={C}*+|[^\n]*?)"
+    r", dsn=(?P<dsn>[0-9.]++), status=(?P<status>[A-Za-z-]++)"
+    r"(?: \((?:(?P<code1>{D}{3})(?![^ \-\n])"
+    r"|(?:host (?!said: |refused to talk to me: )[^ \n]*+|[^\n]*?) (?:said|refused to talk to me): "
+    r"(?P<code2>{D}{3})(?![^ \-\n])|)|)"
+    r"|(?P<status_line>[^\n]*))"  # any other recipient line: the line parser decides
+    r"|(?P<expired>f)rom=<(?=[^\n]*expired, returned to sender)"
+    # rejects: cleanup's (and header or body checks) go to the line parser; _REJECT for the others
+    r"|(?:(?P<milter>m)ilter-r|(?P<plain>r))eject: "
+    r"(?(cleanup)(?P<cleanup_line>[^\n]*)|(?(cleanup2)(?P<cleanup_line2>[^\n]*)"
+    r"|(?:(?(plain)(?P<header_line>(?:header|body) [^\n]*)|(?!))"
+    r"|[A-Z][A-Z-]*+ from {NSB}*+\[[^\]\n]*+\](?::{D}++|): "
+    r"(?:(?P<rcode>{D}{3})[ -]|)(?:(?P<renh>[245]\.{D}{1,3}\.{D}{1,3})\b|)|)))"
+    r")|)"
+)
+_Q = r"(?:[^:\n]++|:(?! ))++: "  # the general "up to the first ': '", after the fast tries
+_STR_CLASSES = {
+    "D": r"\d",
+    "NS": r"\S",
+    "NSB": r"[^\s\[]",
+    "WX": r"[\w.-]",
+    "L": r"[\x00-\t\x0b-9;-\xff]",  # Latin-1 but ":" and "\n" (a bitmap test; others go to _Q)
+    "C": r"[\x00-\t\x0b-+\--\xff]",  # Latin-1 but "," and "\n"
+    "Q": _Q,
+}
+_ASCII_SPACE = r" \t\n\r\x0b\x0c\x1c-\x1f"  # what str \s matches below 128
+_BYTES_CLASSES = {
+    "D": r"[0-9]",
+    "NS": f"[^{_ASCII_SPACE}]",
+    "NSB": f"[^{_ASCII_SPACE}\\[]",
+    "WX": r"[A-Za-z0-9_.-]",
+    "L": r"[^:\n]",
+    "C": r"[^,\n]",
+    "Q": _Q,
+}
+
+
+def _block_pattern(classes: dict[str, str], as_bytes: bool) -> re.Pattern:
+    text = re.sub(r"\{(D|NSB|NS|WX|L|C|Q)\}", lambda m: classes[m.group(1)], _BLOCK_SOURCE)
+    return re.compile(text.encode("ascii") if as_bytes else text)
+
+
+_BLOCK = _block_pattern(_STR_CLASSES, False)
+_BLOCK_BYTES = _block_pattern(_BYTES_CLASSES, True)
+_GROUPS = {name: number - 1 for name, number in _BLOCK.groupindex.items()}
+_SLOW = tuple(_GROUPS[name] for name in ("status_line", "cleanup_line", "cleanup_line2", "header_line"))
+_NOT_POSTFIX = ("",) * _BLOCK.groups
+_NOT_POSTFIX_BYTES = (b"",) * _BLOCK.groups
+_DECIDED: dict[tuple, ParseResult] = {}  # capture tuple -> result, for the tuples that repeat
+
+
+def _decide(t: tuple) -> ParseResult:
+    """The result parse() gives a line whose block match captured t (a tuple of str)."""
+    g = _GROUPS
+    if t[g["to"]]:
+        if t[g["status"]]:
+            status = _STATUS_MAP.get(t[g["status"]])
+            if status is None or status == EXPIRED:
+                return IGNORED
+            return (Event(t[g["code1"]] or t[g["code2"]] or None, status, OUTBOUND, t[g["dsn"]]),)
+        return _parse_status("to=<" + t[g["status_line"]])
+    if t[g["expired"]]:
+        return (Event(None, EXPIRED, OUTBOUND, None),)
+    verb = "milter-reject: " if t[g["milter"]] else "reject: "
+    if t[g["cleanup_line"]] or t[g["cleanup_line2"]]:
+        return _parse_reject(verb + (t[g["cleanup_line"]] or t[g["cleanup_line2"]]), "postfix/cleanup")
+    if t[g["header_line"]]:
+        return _parse_reject(verb + t[g["header_line"]], "")
+    # (a cleanup reject with nothing after "reject: " captures an empty rest and lands here too, which
+    # gives the event the line parser gives it: rejected, no code, no enhanced code)
+    return (Event(t[g["rcode"]] or None, REJECTED, INBOUND, t[g["renh"]] or None),)
+
+
+def count_block(text: str | bytes) -> tuple[int, int, int, dict[Event, int]] | None:
+    """(outcome, ignored, unparsed lines, {event: count}) of complete lines, as parse() counts them.
+
+    Takes str, or bytes that are pure ASCII. None when the block is not one it takes (bytes that are
+    not ASCII, a carriage return, no final newline): the caller then decodes it or parses by line.
+    """
+    if not text:
+        return 0, 0, 0, {}
+    if isinstance(text, bytes):
+        if not text.endswith(b"\n") or not text.isascii() or b"\r" in text:
+            return None
+        pattern, nl, empty = _BLOCK_BYTES, b"\n", _NOT_POSTFIX_BYTES
+    else:
+        if not text.endswith("\n") or "\r" in text:
+            return None
+        pattern, nl, empty = _BLOCK, "\n", _NOT_POSTFIX
+    # Every match starts at a newline: the first line gets one in front (a short copy), the rest are
+    # scanned in place. The block's own last newline is left out so that it does not start a line.
+    first = text.find(nl) + 1
+    found = Counter(pattern.findall(nl + text[:first], 0, first))
+    found.update(pattern.findall(text, first - 1, len(text) - 1))
+    unparsed = found.pop(empty, 0)
+    outcome = 0
+    events: dict[Event, int] = {}
+    for t, n in found.items():
+        result = _DECIDED.get(t)
+        if result is None:
+            decoded = t if nl == "\n" else tuple(x.decode("ascii") for x in t)
+            result = _decide(decoded)
+            if not any(t[i] for i in _SLOW):  # whole lines rarely repeat: not kept
+                if len(_DECIDED) >= 4096:
+                    _DECIDED.clear()
+                _DECIDED[t] = result
+        if result:
+            outcome += n
+            for ev in result:
+                events[ev] = events.get(ev, 0) + n
+    return outcome, text.count(nl) - outcome - unparsed, unparsed, events

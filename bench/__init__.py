@@ -1,0 +1,1 @@
+"""Benchmarks of mailcode-exporter against mtail and prometheus-postfix-exporter (`python -m bench`)."""

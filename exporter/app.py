@@ -175,6 +175,9 @@ class Pipeline:
             gauges += [("up", name, 1 if src.follower.up else 0), ("behind", name, src.follower.behind())]
             if src.sink.last_line is not None:
                 gauges.append(("last_line", name, src.sink.last_line))
+            if self.counts.source_formats.get(src.cfg.name) != src.sink.format:
+                log.info("source %s: format detected: %s", src.cfg.name, src.sink.format)
+                self.counts.source_formats[src.cfg.name] = src.sink.format
         if moved or not delta.empty():
             for family in delta.__slots__:  # new series get their creation time before it is saved
                 if getattr(delta, family):

@@ -17,7 +17,8 @@ from .metrics import Counts, Delta
 from .tail import Follower, TrackedFile
 
 LINE_RESULTS = ("outcome", "ignored", "unparsed", "oversize")
-FILE_EVENTS = ("open", "rotate", "truncate", "reopen")
+FILE_EVENTS = ("open", "rotate", "truncate", "reopen", "missing")
+LOST_REASONS = ("truncated", "missing")
 _CACHE_LIMIT = 4096
 
 
@@ -62,6 +63,10 @@ class SourceSink:
         self.classifier = Classifier(cfg.name, catalogue)
         self.delta = Delta()
         self.last_line: float | None = None
+        self.format = cfg.format  # for `auto`: the format it recognised, once it has
+
+    def _detected(self, fmt: str) -> None:
+        self.format = fmt
 
     def set_catalogue(self, catalogue: Catalogue) -> None:
         """A reloaded catalogue: classify from the next line on."""
@@ -70,6 +75,8 @@ class SourceSink:
     def new_parser(self) -> Callable[[str], Any]:
         if self._shared is not None:
             return self._shared
+        if getattr(self.module, "NAME", None) == "auto":
+            return self.module.make_parser(on_choose=self._detected)
         made = self.module.make_parser(**self.options)
         return made.parse if hasattr(made, "parse") else made
 
@@ -82,7 +89,8 @@ class SourceSink:
     def _prime(self, tf: TrackedFile) -> None:
         """A stateful format (a header line) resumed mid-file: feed it the lines before the offset."""
         parse, pos, tail = tf.ctx, 0, b""
-        while pos < tf.offset:
+        owner = getattr(parse, "__self__", None)  # `auto` is primed once it knows a stateless format
+        while pos < tf.offset and not getattr(owner, "primed", False):
             data = os.pread(tf.fd, min(1 << 20, tf.offset - pos), pos)
             if not data:
                 break
@@ -91,6 +99,8 @@ class SourceSink:
             tail = lines.pop()
             for raw in lines:
                 parse(raw.decode("utf-8", "replace").rstrip("\r"))
+                if getattr(owner, "primed", False):
+                    break
 
     def lines(self, tf: TrackedFile, data: bytes) -> None:
         if tf.ctx is None:  # a file resumed from the state file: its parser starts here
@@ -183,7 +193,7 @@ def zero_series(name: str, module: ModuleType, options: dict, catalogue: Catalog
         "file_events": [(name, ev) for ev in FILE_EVENTS],
         "read_bytes": [(name,)],
         "read_errors": [(name,)],
-        "lost_bytes": [(name, "truncated")],
+        "lost_bytes": [(name, reason) for reason in LOST_REASONS],
     }
 
 
@@ -218,5 +228,6 @@ def replay_files(
         finally:
             follower.close()
     counts.merge(sink.take())
+    counts.source_formats[cfg.name] = sink.format
     counts.set_gauge("up", (cfg.name,), 1)
     counts.set_gauge("behind", (cfg.name,), 0)

@@ -39,7 +39,7 @@ COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "read_bytes": ("mail_exporter_read_bytes", "Bytes read from the source.", ("source",)),
     "file_events": (
         "mail_exporter_file_events",
-        "File events seen while following a source: open, rotate, truncate, reopen.",
+        "File events seen while following a source: open, rotate, truncate, reopen, missing.",
         ("source", "event"),
     ),
     "read_errors": ("mail_exporter_read_errors", "Failed attempts to open or read the source.", ("source",)),

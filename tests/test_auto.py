@@ -62,3 +62,46 @@ def test_auto_is_primed_once_a_stateless_format_is_known():
     assert not a.primed
     a.parse(SAMPLE.read_text().splitlines()[0])
     assert a.chosen == "postfix" and a.primed
+
+
+def test_the_detected_format_is_exposed_and_counted_like_the_named_one():
+    import subprocess
+    import sys
+
+    from helpers import samples, value
+
+    def run(*args):
+        out = subprocess.run(
+            [sys.executable, "-m", "exporter", "replay", *args, str(SAMPLE)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        ).stdout
+        return samples(out)
+
+    auto_smp, named = run("--name", "mx"), run("--format", "postfix", "--name", "mx")
+    assert value(auto_smp, "mail_exporter_source_info", source="mx", format="postfix") == 1
+    drop = {"mail_exporter_source_info"}
+    assert {k: v for k, v in auto_smp.items() if k[0] not in drop} == {
+        k: v for k, v in named.items() if k[0] not in drop
+    }
+
+
+def test_a_resumed_auto_source_detects_again_and_counts_only_new_lines(tmp_path):
+    from helpers import Daemon, value
+
+    log = tmp_path / "mail.log"
+    lines = SAMPLE.read_text().splitlines(keepends=True)
+    log.write_text("".join(lines[:12]))
+    state = tmp_path / "state.json"
+    with Daemon("--source", f"mx={log}", "--from-beginning", "--state-file", str(state)) as d:
+        smp = d.wait_for(lambda s: value(s, "mail_exporter_source_info", source="mx", format="postfix") == 1)
+        assert value(smp, "mail_exporter_lines_total", source="mx", result="outcome") == 5
+    with log.open("a") as f:
+        f.write("".join(lines[12:]))
+    with Daemon("--source", f"mx={log}", "--state-file", str(state)) as d:
+        smp = d.wait_for(lambda s: value(s, "mail_exporter_lines_total", source="mx", result="outcome") == 14)
+        assert value(smp, "mail_exporter_lines_total", source="mx", result="outcome") == 14
+        assert value(smp, "mail_exporter_lines_total", source="mx", result="unparsed") == 1
+        assert value(smp, "mail_exporter_source_info", source="mx", format="postfix") == 1

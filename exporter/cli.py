@@ -346,6 +346,12 @@ def serve(settings, catalogue, on_ready=None, reload=None) -> int:
     hup = threading.Event()
     signal.signal(signal.SIGHUP, lambda signum, frame: hup.set())
 
+    if not settings.poll and str(state_file.parent.resolve()) in pipeline.watch_dirs():
+        log.warning(
+            "state file %s is in a directory of followed logs: every save wakes the reader and, with "
+            "inotify, delays file events by up to 0.5 s; keep it in a directory of its own",
+            state_file,
+        )
     watcher = DirectoryWatcher(pipeline.waker, poll=settings.poll)
     try:
         watcher.start(pipeline.watch_dirs())
@@ -503,7 +509,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     SourceConfig(name="plex", format="jsonl", path=str(writer.plex_log)).model_dump(),
                 ],
                 "web": {"listen_address": args.listen_address},
-                "state_file": str(Path(tmp) / "state.json"),
+                "state_file": str(Path(tmp) / "state" / "state.json"),  # not beside the logs
                 "poll_interval": 0.5,
             },
         )

@@ -488,6 +488,12 @@ class Follower:
         return len(data), tf.offset < size and end > 0
 
     def _drop_oversize(self, block: bytes, sink: Sink) -> bytes:
+        # Fast exact check first: if every aligned window of max_line/2 bytes holds a newline, no line
+        # can be longer than max_line, and the block goes on untouched (no split and join per block).
+        step = max(1, self.max_line // 2)
+        find = block.find
+        if all(find(b"\n", i, i + step) >= 0 for i in range(0, len(block), step)):
+            return block
         kept = []
         for line in block.split(b"\n")[:-1]:
             if len(line) > self.max_line:

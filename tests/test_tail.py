@@ -665,3 +665,26 @@ def test_restore_ignores_malformed_entries(tmp_path, follow):
     f = restarted(follow, log, bad, sink)
     assert sink.take() == [line(0)[:-1]]  # state wins: with a (broken) state, new files from 0
     assert f.up
+
+
+def test_oversize_filter_shortcut_is_exact():
+    """The fast check that lets a block through untouched agrees with the line-by-line filter."""
+    import random
+
+    class Oversize:
+        n = 0
+
+        def oversize(self) -> None:
+            Oversize.n += 1
+
+    follower = Follower("/nonexistent", max_line=64)
+    rng = random.Random(7)
+    for _ in range(5000):
+        lines = [
+            b"x" * rng.choice([0, 1, 31, 32, 33, 63, 64, 65, 100, 130]) for _ in range(rng.randint(1, 8))
+        ]
+        Oversize.n = 0
+        got = follower._drop_oversize(b"\n".join(lines) + b"\n", Oversize())
+        kept = [line for line in lines if len(line) <= 64]
+        assert got == (b"\n".join(kept) + b"\n" if kept else b"")
+        assert Oversize.n == len(lines) - len(kept)

@@ -29,7 +29,9 @@ lint: setup
 test: setup system-deps lint
 	$(BIN)/pytest -q
 
+## bench: our daemon and replay against mtail and prometheus-postfix-exporter (installed if possible)
 bench: setup
+	EXTRA_PACKAGES="mtail prometheus-postfix-exporter" ./scripts/install-system-deps.sh --if-possible
 	$(BIN)/python -m bench
 
 clean:

@@ -8,6 +8,9 @@ set -euo pipefail
 # systemd (journalctl) and systemd-journal-remote build and read real journal files; bsdutils has logger.
 PACKAGES=(postfix swaks libnet-ssleay-perl prometheus prometheus-alertmanager logrotate
           systemd systemd-journal-remote bsdutils curl openssl)
+# `make bench` adds the peers it measures against: EXTRA_PACKAGES="mtail prometheus-postfix-exporter".
+# shellcheck disable=SC2206
+PACKAGES+=(${EXTRA_PACKAGES:-})
 # Node.js runs the Prometheus Operator schema check of the ServiceMonitor (tests/deploy_fixtures).
 command -v npm >/dev/null 2>&1 || PACKAGES+=(nodejs npm)
 

@@ -66,12 +66,6 @@ class AutoParser:
             )
         return None
 
-    def reset(self) -> None:
-        """A new file: stateful formats start over with its header; the detected format stays."""
-        if self._stateful and self.chosen is not None:
-            module = next(m for m in self._modules if self.chosen == m.NAME)
-            self._parse = module.make_parser()
-
 
 def _module(name: str) -> str:
     from . import _MODULES

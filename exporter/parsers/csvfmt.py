@@ -23,10 +23,6 @@ class CsvParser:
         self.index: int | None = None
         self.width = 0
 
-    def reset(self) -> None:
-        """A new file starts: its first line is a header again."""
-        self.index = None
-
     def parse(self, line: str) -> ParseResult:
         try:
             row = next(csv.reader([line.rstrip("\r")], delimiter=self.delimiter))

@@ -48,10 +48,6 @@ class ExchangeParser:
         self._cols: tuple[int, int, int] | None = None
         self._width = 0
 
-    def reset(self) -> None:
-        """A new file starts: its header comes again."""
-        self._cols = None
-
     def parse(self, line: str) -> ParseResult:
         """Events of one line; None when it is not a tracking log line under a known header."""
         try:

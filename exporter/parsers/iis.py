@@ -58,11 +58,6 @@ class IisParser:
         self._width = 0
         self._pending: dict[tuple[str, ...], deque[str]] = {}
 
-    def reset(self) -> None:
-        """A new file starts: forget the columns and every dialogue."""
-        self._cols = None
-        self._pending.clear()
-
     def parse(self, line: str) -> ParseResult:
         """Events of one line; None when it is not a line of an IIS SMTP log with a known header."""
         try:

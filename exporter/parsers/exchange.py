@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable
 
 from ..events import BOUNCED, DEFERRED, EXPIRED, IGNORED, OUTBOUND, SENT, Event, ParseResult
+from ._w3c import HeaderedLog
 
 NAME = "exchange"
 APP_LOG = False
@@ -41,27 +42,14 @@ _SNIFF = re.compile(
 )
 
 
-class ExchangeParser:
+class ExchangeParser(HeaderedLog):
     """Parses rows of one message tracking log, keeping the column map of its header."""
 
     def __init__(self) -> None:
         self._cols: tuple[int, int, int] | None = None
         self._width = 0
 
-    def parse(self, line: str) -> ParseResult:
-        """Events of one line; None when it is not a tracking log line under a known header."""
-        try:
-            return self._parse(line)
-        except Exception:  # never let one odd line stop the pipeline
-            return None
-
-    def _parse(self, line: str) -> ParseResult:
-        if line.endswith("\r"):
-            line = line[:-1]
-        if line.startswith("\ufeff"):
-            line = line[1:]
-        if line.startswith("#"):
-            return self._directive(line)
+    def _row(self, line: str) -> ParseResult:
         if self._cols is None:
             return None
         if not any(tag in line for tag in _TAGS):

@@ -28,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 
 from ..events import IGNORED, INBOUND, OUTBOUND, REJECTED, Event, ParseResult
+from ._w3c import HeaderedLog
 
 NAME = "iis"
 APP_LOG = False
@@ -50,7 +51,7 @@ _MAX_HOSTS = 4096  # remote hosts with a dialogue in progress; the oldest is dro
 _MAX_PENDING = 1024  # unanswered commands per host; more means the log lost replies: start over
 
 
-class IisParser:
+class IisParser(HeaderedLog):
     """Parses lines of one IIS SMTP log, keeping its column map and the outbound dialogues."""
 
     def __init__(self) -> None:
@@ -58,20 +59,7 @@ class IisParser:
         self._width = 0
         self._pending: dict[tuple[str, ...], deque[str]] = {}
 
-    def parse(self, line: str) -> ParseResult:
-        """Events of one line; None when it is not a line of an IIS SMTP log with a known header."""
-        try:
-            return self._parse(line)
-        except Exception:  # never let one odd line stop the pipeline
-            return None
-
-    def _parse(self, line: str) -> ParseResult:
-        if line.endswith("\r"):
-            line = line[:-1]
-        if line.startswith("\ufeff"):
-            line = line[1:]
-        if line.startswith("#"):
-            return self._directive(line)
+    def _row(self, line: str) -> ParseResult:
         cols = self._cols
         if cols is None:
             return None

@@ -22,6 +22,29 @@ LOST_REASONS = ("truncated", "missing")
 _CACHE_LIMIT = 4096
 
 
+def tally_lines(text: str, parse: Callable[[str], Any]) -> tuple[int, int, int, dict[Event, int]]:
+    """(outcome, ignored, unparsed, {event: n}) of a block of complete lines, parsed one by one.
+
+    The shape a format's count_block() returns, which must equal this for the same text.
+    """
+    lines = text.split("\n")
+    lines.pop()
+    outcome = ignored = unparsed = 0
+    events: dict[Event, int] = {}  # classified once per distinct event, not once per line
+    get = events.get
+    for line in lines:
+        result = parse(line)
+        if result is None:
+            unparsed += 1
+        elif not result:
+            ignored += 1
+        else:
+            outcome += 1
+            for ev in result:
+                events[ev] = get(ev, 0) + 1
+    return outcome, ignored, unparsed, events
+
+
 class Classifier:
     """Event -> counter keys for one source, memoised (bounded) since most events repeat exactly."""
 
@@ -120,22 +143,7 @@ class SourceSink:
         if counted is not None:
             self._add_counted(*counted)
             return
-        lines = text.split("\n")
-        lines.pop()
-        outcome = ignored = unparsed = 0
-        events: dict[Event, int] = {}  # classified once per distinct event, not once per line
-        get = events.get
-        for line in lines:
-            result = parse(line)
-            if result is None:
-                unparsed += 1
-            elif not result:
-                ignored += 1
-            else:
-                outcome += 1
-                for ev in result:
-                    events[ev] = get(ev, 0) + 1
-        self._add_counted(outcome, ignored, unparsed, events)
+        self._add_counted(*tally_lines(text, parse))
 
     def _add_counted(self, outcome: int, ignored: int, unparsed: int, events: dict[Event, int]) -> None:
         """Add the line results and {event: count} of one block to the pending Delta."""

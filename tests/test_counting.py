@@ -10,7 +10,6 @@ SourceSink gives the same counts whichever path it takes.
 from __future__ import annotations
 
 import random
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -20,7 +19,7 @@ from test_parser_postfix import CASES
 
 from exporter.catalogue import Catalogue
 from exporter.config import SourceConfig
-from exporter.counting import SourceSink
+from exporter.counting import SourceSink, tally_lines
 from exporter.parsers import postfix
 
 SAMPLE = Path(__file__).parent / "data" / "postfix-sample.log"
@@ -29,18 +28,7 @@ BASE_LINES = [line for line, _ in CASES] + SAMPLE.read_text(encoding="utf-8").sp
 
 def by_lines(text: str) -> tuple[int, int, int, dict]:
     """What parse() gives line by line, in count_block()'s shape."""
-    outcome = ignored = unparsed = 0
-    events: Counter = Counter()
-    for line in text.split("\n")[:-1]:
-        result = postfix.parse(line)
-        if result is None:
-            unparsed += 1
-        elif not result:
-            ignored += 1
-        else:
-            outcome += 1
-            events.update(result)
-    return outcome, ignored, unparsed, dict(events)
+    return tally_lines(text, postfix.parse)
 
 
 def assert_same(text: str) -> None:

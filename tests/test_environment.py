@@ -21,6 +21,19 @@ LINE = (
 )
 
 
+def relay_rejects(smp: dict) -> float | None:
+    """mail_responses_total of source mx for the 554 reject that LINE records."""
+    return value(
+        smp,
+        "mail_responses_total",
+        source="mx",
+        code="554",
+        type="smtp",
+        outcome="failure",
+        direction="inbound",
+    )
+
+
 def test_a_directory_instead_of_a_log_runs_and_reports_it(tmp_path):
     (tmp_path / "mail.log").mkdir()
     with Daemon(
@@ -47,34 +60,9 @@ def test_a_read_only_state_directory_runs_without_the_guarantee(tmp_path):
         with Daemon("--source", f"mx=postfix:{log}", "--state-file", str(state)) as d:
             with log.open("a") as f:
                 f.write(LINE)
-            smp = d.wait_for(
-                lambda s: (
-                    value(s, "mail_exporter_state_durable") == 0
-                    and value(
-                        s,
-                        "mail_responses_total",
-                        source="mx",
-                        code="554",
-                        type="smtp",
-                        outcome="failure",
-                        direction="inbound",
-                    )
-                    == 1
-                )
-            )
+            smp = d.wait_for(lambda s: value(s, "mail_exporter_state_durable") == 0 and relay_rejects(s) == 1)
             assert value(smp, "mail_exporter_state_durable") == 0
-            assert (
-                value(
-                    smp,
-                    "mail_responses_total",
-                    source="mx",
-                    code="554",
-                    type="smtp",
-                    outcome="failure",
-                    direction="inbound",
-                )
-                == 1
-            )
+            assert relay_rejects(smp) == 1
         _, err = d.stop()
         assert "without the no-loss guarantee" in err and "Traceback" not in err
     finally:
@@ -162,32 +150,8 @@ def test_runs_as_an_unprivileged_user_with_only_read_and_state_access(unprivileg
         with d:
             with readable.open("a") as f:
                 f.write(LINE)
-            smp = d.wait_for(
-                lambda s: (
-                    value(
-                        s,
-                        "mail_responses_total",
-                        source="mx",
-                        code="554",
-                        type="smtp",
-                        outcome="failure",
-                        direction="inbound",
-                    )
-                    == 1
-                )
-            )
-            assert (
-                value(
-                    smp,
-                    "mail_responses_total",
-                    source="mx",
-                    code="554",
-                    type="smtp",
-                    outcome="failure",
-                    direction="inbound",
-                )
-                == 1
-            )
+            smp = d.wait_for(lambda s: relay_rejects(s) == 1)
+            assert relay_rejects(smp) == 1
             assert value(smp, "mail_exporter_source_up", source="hidden") == 0
             assert value(smp, "mail_exporter_read_errors_total", source="hidden") >= 1
             assert value(smp, "mail_exporter_state_durable") == 1

@@ -113,3 +113,10 @@ class Daemon:
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.stop()
+
+
+def check(result: object) -> None:
+    """A parser's answer for any line: None (not of the format) or a tuple of Events, nothing else."""
+    from exporter.events import Event
+
+    assert result is None or (isinstance(result, tuple) and all(isinstance(e, Event) for e in result))

@@ -11,6 +11,7 @@ is one parser's input, in order, because an outcome needs the reply logged befor
 from __future__ import annotations
 
 import pytest
+from helpers import check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -161,10 +162,6 @@ def test_sniff_recognises_courier_lines(line):
 def test_sniff_rejects_other_formats(line):
     assert not courier.sniff(line)
     assert courier.make_parser()(line) is None
-
-
-def check(result):
-    assert result is None or (isinstance(result, tuple) and all(isinstance(e, Event) for e in result))
 
 
 @settings(max_examples=200, deadline=None, database=None)

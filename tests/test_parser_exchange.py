@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+from helpers import check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -338,10 +339,6 @@ def test_sniff_true(line):
 @pytest.mark.parametrize("line", SNIFF_FALSE)
 def test_sniff_false(line):
     assert not exchange.sniff(line)
-
-
-def check(result):
-    assert result is None or (isinstance(result, tuple) and all(isinstance(e, Event) for e in result))
 
 
 def bare(header=None):

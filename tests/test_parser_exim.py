@@ -9,6 +9,7 @@ addresses are documentation ones.
 from __future__ import annotations
 
 import pytest
+from helpers import check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -240,10 +241,6 @@ def test_sniff_rejects_other_formats(line):
 @pytest.mark.parametrize("line", FOREIGN)
 def test_other_formats_are_not_parsed(line):
     assert exim.parse(line) is None
-
-
-def check(result):
-    assert result is None or (isinstance(result, tuple) and all(isinstance(e, Event) for e in result))
 
 
 @settings(max_examples=200, deadline=None, database=None)

@@ -10,6 +10,7 @@ mid=... code=..." and "queue code=...". Lines are shown bare, under syslog and u
 from __future__ import annotations
 
 import pytest
+from helpers import check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -215,10 +216,6 @@ def test_sniff_recognises_haraka_lines(line):
 def test_sniff_rejects_other_formats(line):
     assert not haraka.sniff(line)
     assert haraka.parse(line) is None
-
-
-def check(result):
-    assert result is None or (isinstance(result, tuple) and all(isinstance(e, Event) for e in result))
 
 
 @settings(max_examples=200, deadline=None, database=None)

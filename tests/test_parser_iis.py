@@ -9,6 +9,7 @@ and addresses are replaced with documentation ones.
 from __future__ import annotations
 
 import pytest
+from helpers import check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -520,10 +521,6 @@ def test_sniff_true(line):
 @pytest.mark.parametrize("line", SNIFF_FALSE)
 def test_sniff_false(line):
     assert not iis.sniff(line)
-
-
-def check(result):
-    assert result is None or (isinstance(result, tuple) and all(isinstance(e, Event) for e in result))
 
 
 def bare(header=None):

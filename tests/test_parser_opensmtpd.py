@@ -9,6 +9,7 @@ result="550 ..."", plus the 5.x form "delivery: TempFail for <evpid>: ..., stat=
 from __future__ import annotations
 
 import pytest
+from helpers import check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -179,10 +180,6 @@ def test_sniff_recognises_opensmtpd_lines(line):
 def test_sniff_rejects_other_formats(line):
     assert not opensmtpd.sniff(line)
     assert opensmtpd.parse(line) is None
-
-
-def check(result):
-    assert result is None or (isinstance(result, tuple) and all(isinstance(e, Event) for e in result))
 
 
 @settings(max_examples=200, deadline=None, database=None)

@@ -9,6 +9,7 @@ stamped by multilog (tai64n, or tai64nlocal) or sent to syslog through splogger.
 from __future__ import annotations
 
 import pytest
+from helpers import check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -152,10 +153,6 @@ def test_sniff_recognises_qmail_lines(line):
 def test_sniff_rejects_other_formats(line):
     assert not qmail.sniff(line)
     assert qmail.parse(line) is None
-
-
-def check(result):
-    assert result is None or (isinstance(result, tuple) and all(isinstance(e, Event) for e in result))
 
 
 @settings(max_examples=200, deadline=None, database=None)

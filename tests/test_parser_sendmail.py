@@ -9,6 +9,7 @@ with reject=. Program names sendmail, sm-mta and sm-msp-queue; Solaris' "[ID n f
 from __future__ import annotations
 
 import pytest
+from helpers import check
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -218,10 +219,6 @@ def test_sniff_recognises_sendmail_lines(line):
 def test_sniff_rejects_other_formats(line):
     assert not sendmail.sniff(line)
     assert sendmail.parse(line) is None
-
-
-def check(result):
-    assert result is None or (isinstance(result, tuple) and all(isinstance(e, Event) for e in result))
 
 
 @settings(max_examples=200, deadline=None, database=None)

@@ -8,6 +8,8 @@ import time
 from collections.abc import Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.exposition import generate_latest as _text_latest
+from prometheus_client.openmetrics.exposition import generate_latest as _openmetrics_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from . import __version__
@@ -318,14 +320,11 @@ class Exposition:
         self._live.register(collector)
 
     def render(self, openmetrics: bool) -> bytes:
-        if openmetrics:
-            from prometheus_client.openmetrics.exposition import generate_latest
-        else:
-            from prometheus_client.exposition import generate_latest
+        generate = _openmetrics_latest if openmetrics else _text_latest
         with self._lock:  # concurrent scrapes share one rendering instead of each making their own
             counted = self._cached(("counts", openmetrics), self._counts.version, self._counted[openmetrics])
             info = self._cached(("info", openmetrics), self._catalogue_ref(), self._info)
-        live = generate_latest(self._live)
+        live = generate(self._live)
         if openmetrics:
             return counted.removesuffix(_EOF) + info.removesuffix(_EOF) + live
         return counted + info + live
@@ -334,11 +333,8 @@ class Exposition:
         hit = self._cache.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
-        if key[1]:
-            from prometheus_client.openmetrics.exposition import generate_latest
-        else:
-            from prometheus_client.exposition import generate_latest
-        body = generate_latest(reg)  # the version was read first: a change during rendering forces a redo
+        generate = _openmetrics_latest if key[1] else _text_latest
+        body = generate(reg)  # the version was read first: a change during rendering forces a redo
         self._cache[key] = (version, body)
         return body
 

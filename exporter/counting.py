@@ -12,7 +12,7 @@ from . import enhanced as enhanced_codes
 from . import parsers
 from .catalogue import Catalogue
 from .config import SourceConfig
-from .events import DIRECTIONS, OUTBOUND, STATUSES, Event
+from .events import DIRECTIONS, OUTBOUND, STATUSES, Event, tally_lines
 from .metrics import Counts, Delta
 from .tail import Follower, TrackedFile
 
@@ -20,29 +20,6 @@ LINE_RESULTS = ("outcome", "ignored", "unparsed", "oversize")
 FILE_EVENTS = ("open", "rotate", "truncate", "reopen", "missing")
 LOST_REASONS = ("truncated", "missing")
 _CACHE_LIMIT = 4096
-
-
-def tally_lines(text: str, parse: Callable[[str], Any]) -> tuple[int, int, int, dict[Event, int]]:
-    """(outcome, ignored, unparsed, {event: n}) of a block of complete lines, parsed one by one.
-
-    The shape a format's count_block() returns, which must equal this for the same text.
-    """
-    lines = text.split("\n")
-    lines.pop()
-    outcome = ignored = unparsed = 0
-    events: dict[Event, int] = {}  # classified once per distinct event, not once per line
-    get = events.get
-    for line in lines:
-        result = parse(line)
-        if result is None:
-            unparsed += 1
-        elif not result:
-            ignored += 1
-        else:
-            outcome += 1
-            for ev in result:
-                events[ev] = get(ev, 0) + 1
-    return outcome, ignored, unparsed, events
 
 
 class Classifier:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 INBOUND = "inbound"
@@ -38,3 +39,26 @@ class Event(NamedTuple):
 #   (e1, ...)   one event per result the line records (counted as "outcome").
 ParseResult = tuple[Event, ...] | None
 IGNORED: tuple[Event, ...] = ()
+
+
+def tally_lines(text: str, parse: Callable[[str], ParseResult]) -> tuple[int, int, int, dict[Event, int]]:
+    """(outcome, ignored, unparsed, {event: n}) of a block of complete lines, parsed one by one.
+
+    The shape a format's count_block() returns, which must equal this for the same text.
+    """
+    lines = text.split("\n")
+    lines.pop()
+    outcome = ignored = unparsed = 0
+    events: dict[Event, int] = {}  # classified once per distinct event, not once per line
+    get = events.get
+    for line in lines:
+        result = parse(line)
+        if result is None:
+            unparsed += 1
+        elif not result:
+            ignored += 1
+        else:
+            outcome += 1
+            for ev in result:
+                events[ev] = get(ev, 0) + 1
+    return outcome, ignored, unparsed, events

@@ -1,10 +1,11 @@
-"""The block-level fast path counts exactly what the line parser counts, line by line.
+"""The block-level fast paths count exactly what the line parser counts, line by line.
 
-postfix.count_block() runs one regular expression over a whole block instead of parse() per line. Its
-contract: the same outcome/ignored/unparsed line counts and the same events, for any block. These tests
-compare the two on the parser's table lines, the sample log, generated logs, and hypothesis-mutated
-lines (tricky characters, cut lines, other headers), as str and as ASCII bytes; and check that
-SourceSink gives the same counts whichever path it takes.
+postfix.count_block() counts a whole block at once, by the compiled scanner (bytes, where it is built)
+or by one regular expression (count_regex) instead of parse() per line. Its contract: the same
+outcome/ignored/unparsed line counts and the same events, for any block. These tests compare the
+three on the parser's table lines, the sample log, generated logs, and hypothesis-mutated lines
+(tricky characters, cut lines, other headers, carriage returns, bytes that are not UTF-8), and check
+that SourceSink gives the same counts whichever path it takes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import random
 from pathlib import Path
 
 import pytest
+from conftest import REQUIRE_ENV, requires_system
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_parser_postfix import CASES
@@ -33,9 +35,30 @@ def by_lines(text: str) -> tuple[int, int, int, dict]:
 
 def assert_same(text: str) -> None:
     expected = by_lines(text)
-    assert postfix.count_block(text) == expected
+    assert postfix.count_regex(text) == expected
     if text.isascii():
-        assert postfix.count_block(text.encode()) == expected
+        assert postfix.count_regex(text.encode()) == expected
+    assert_scanned(text.encode(), expected)
+
+
+def assert_scanned(data: bytes, expected: tuple | None = None) -> None:
+    """The compiled scanner on bytes: what the sink's line-by-line path makes of the same bytes."""
+    if postfix._postfix_scan is None:
+        return  # test_scanner_is_built says whether that may be
+    if expected is None:
+        expected = by_lines(data.decode("utf-8", "replace").replace("\r\n", "\n"))
+    assert postfix.count_scanned(data) == expected
+    assert postfix.count_block(data) == expected
+
+
+def test_scanner_is_built():
+    """Where a C compiler is (as in CI), `pip install` builds the scanner; elsewhere it is optional."""
+    if postfix._postfix_scan is None:
+        reason = "the compiled Postfix scanner is not built (no C compiler at install time?)"
+        if requires_system():
+            pytest.fail(f"{reason}; {REQUIRE_ENV} is set, so this is a failure")
+        pytest.skip(reason)
+    assert postfix.count_block(CASES[0][0].encode() + b"\n") == postfix.count_regex(CASES[0][0] + "\n")
 
 
 def test_table_lines_one_by_one_and_together():
@@ -100,6 +123,41 @@ def test_generated_logs(seed):
         "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: milter-reject: body x from h[1.2.3.4]: 5.7.1 y\n",
         "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h[1.2.3.4]:25: 450-4.7.1 z\n",
         "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h[1.2.3.4]: 5.7.1234 z\n",
+        "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h[1.2.3.4]: 550 5.7.1x z\n",
+        "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h[1.2.3.4]: 550 5.7.1_\n",
+        "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h[1.2.3.4]: 550 5.7.1.\n",
+        "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h[1.2.3.4]: 550 5.7777.1 z\n",
+        "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h[1.2.3.4]: 5500 5.7.1 z\n",
+        "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h[1.2.3.4]:25x: 550 5.7.1 z\n",
+        "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h[1.2.3.4]:: 550 5.7.1 z\n",
+        "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h x[1.2.3.4]: 550 5.7.1 z\n",
+        "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: rcpt from h[1.2.3.4]: 550 5.7.1 z\n",
+        "Dec  4 15:36:10 mx1 postfix/smtpd[1]: NOQUEUE: reject: RCPT from h[1.2.3.4: 550 5.7.1 z\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp/[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "Dec  4 15:36:10 mx1 /postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "Dec  4 15:36:10 mx1 postfix/[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "Dec  4 15:36:10 mx1 postfix.x-y_z[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1]:Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1] : Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "Dec  4 15:36:10  mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "Dec 14 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "DEC  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "2026-12-04T15:36:10.Z mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "2026-12-04T15:36:10+01:00 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "2026-12-04T15:36:10+01:0 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "2026-12-04T15:36:10-010000 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "2026-12-04T15:36:10+010a mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, orig_to=<\"b>\">, dsn=2.0.0, status=sent (250 ok)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent "
+        "(x refused to talk to me: 421)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (x said:  550 y said: 551)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent ( said: 450)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (25)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=., status=SOFTBOUNCE (550 x)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=force-expired (550 x)\n",
+        "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=deliverable (250 x)\n",
         "Dec  4 15:36:10 mx1 postfix/qmgr[1]: Q: from=<a>, status=expired, returned to sender\n",
         "Dec  4 15:36:10 mx1: postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
         "Dec  4 15:36:10 mx1 postfix[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
@@ -122,9 +180,34 @@ def test_edges(text):
 def test_declined_blocks():
     line = CASES[0][0]
     assert postfix.count_block(line) is None  # no final newline
+    assert postfix.count_block(line.encode()) is None
     assert postfix.count_block(line + "\r\n") is None  # the caller turns \r\n into \n first
-    assert postfix.count_block((line + "\n").encode() + "é\n".encode()) is None  # bytes that are not ASCII
+    assert postfix.count_regex((line + "\n").encode() + "é\n".encode()) is None  # bytes that are not ASCII
+    assert postfix.count_regex((line + "\r\n").encode()) is None
     assert postfix.count_block(line + "\n") is not None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\r\n",
+        b"\r\r\n",
+        b"Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\r\n",
+        b"Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\r\r\n",
+        b"Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent\r (250 ok)\n",
+        b"Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250\r\n",
+        b"Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<\xe9>, dsn=2.0.0, status=sent (250 ok)\n",
+        b"Dec  4 15:36:10 m\xc2\xa0x postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 ok)\n",
+        b"Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent "
+        b"(\xd9\xa2\xd9\xa5\xd9\xa0)\n",
+        b"Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=2.0.0, status=sent (250 \xff\xfe)\n",
+        b"Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<a>, dsn=" + b"1." * 40 + b"0, status=sent (250 ok)\n",
+        b"\x00\n\xff\n\n",
+    ],
+)
+def test_scanner_carriage_returns_and_other_bytes(data):
+    assert_scanned(data)
+    assert_scanned(data * 3)
 
 
 TRICKY = [":", ": ", " ", "<", ">", '"', ",", ", ", "(", ")", "[", "]", "-", "/", "=", "\t", "\x1c", "\x00"]
@@ -151,6 +234,12 @@ def mutated_line(draw) -> str:
 @given(st.lists(mutated_line(), min_size=1, max_size=8))
 def test_mutated_blocks(lines):
     assert_same("\n".join(lines) + "\n")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(mutated_line(), st.sampled_from([b"", b"\r", b"\xff", b"\xc3", b"\r\r"]))))
+def test_mutated_bytes_for_the_scanner(lines):
+    assert_scanned(b"".join(line.encode() + end + b"\n" for line, end in lines))
 
 
 PIECES = TRICKY + [

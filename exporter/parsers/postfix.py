@@ -16,7 +16,13 @@ from ..events import (
     SENT,
     Event,
     ParseResult,
+    tally_lines,
 )
+
+try:  # the compiled scanner (setup.py builds it where a C compiler is found; it is optional)
+    from . import _postfix_scan
+except ImportError:
+    _postfix_scan = None
 
 NAME = "postfix"
 APP_LOG = False
@@ -241,12 +247,26 @@ def _decide(t: tuple) -> ParseResult:
     return (Event(t[g["rcode"]] or None, REJECTED, INBOUND, t[g["renh"]] or None),)
 
 
-def count_block(text: str | bytes) -> tuple[int, int, int, dict[Event, int]] | None:
+Counted = tuple[int, int, int, dict[Event, int]]
+
+
+def count_block(text: str | bytes) -> Counted | None:
     """(outcome, ignored, unparsed lines, {event: count}) of complete lines, as parse() counts them.
 
-    Takes str, or bytes that are pure ASCII. None when the block is not one it takes (bytes that are
-    not ASCII, a carriage return, no final newline): the caller then decodes it or parses by line.
+    Bytes go to the compiled scanner where it is built (any bytes: it hands back the lines it does not
+    decide, which parse() then reads); otherwise, and for str, the regular expression below counts.
+    None when the block is not one it takes (a carriage return or bytes that are not ASCII on the
+    regular-expression path, no final newline): the caller then decodes it or parses by line.
     """
+    if not text:
+        return 0, 0, 0, {}
+    if _postfix_scan is not None and isinstance(text, bytes):
+        return count_scanned(text)
+    return count_regex(text)
+
+
+def count_regex(text: str | bytes) -> Counted | None:
+    """count_block() by one regular expression over the block (str, or bytes that are pure ASCII)."""
     if not text:
         return 0, 0, 0, {}
     if isinstance(text, bytes):
@@ -279,3 +299,48 @@ def count_block(text: str | bytes) -> tuple[int, int, int, dict[Event, int]] | N
             for ev in result:
                 events[ev] = events.get(ev, 0) + n
     return outcome, text.count(nl) - outcome - unparsed, unparsed, events
+
+
+# -- The compiled scanner ---------------------------------------------------------------------------
+# _postfix_scan.scan() decides most lines in C: it returns the ignored and unparsed line counts, {key:
+# lines} for the results, and the lines it leaves to parse() (a byte above 127 or a "\r", a quoted
+# local part, cleanup and header/body rejects). A key spells one event in bytes; see the C source.
+_KEY_EVENTS: dict[bytes, Event] = {}
+
+
+def _key_event(key: bytes) -> Event:
+    kind, fields = key[:1], key[1:].decode("ascii").split("\0")
+    if kind == b"S":
+        status, code, dsn = fields
+        ev = Event(code or None, _STATUS_MAP[status], OUTBOUND, dsn)
+    elif kind == b"R":
+        code, enh = fields
+        ev = Event(code or None, REJECTED, INBOUND, enh or None)
+    else:
+        ev = Event(None, EXPIRED, OUTBOUND, None)
+    if len(_KEY_EVENTS) >= 4096:  # keys repeat; a hostile log with ever new ones must not grow this
+        _KEY_EVENTS.clear()
+    _KEY_EVENTS[key] = ev
+    return ev
+
+
+def count_scanned(block: bytes) -> Counted | None:
+    """count_block() by the compiled scanner: any bytes that end with a newline."""
+    if not block:
+        return 0, 0, 0, {}
+    if not block.endswith(b"\n"):
+        return None
+    ignored, unparsed, found, slow = _postfix_scan.scan(block)
+    outcome = 0
+    events: dict[Event, int] = {}
+    for key, n in found.items():
+        ev = _KEY_EVENTS.get(key) or _key_event(key)
+        outcome += n
+        events[ev] = events.get(ev, 0) + n
+    if slow:  # decoded as the caller would decode the block; "\r\n" ends a line as "\n" does
+        text = (b"\n".join(slow) + b"\n").decode("utf-8", "replace").replace("\r\n", "\n")
+        more = tally_lines(text, parse)
+        outcome, ignored, unparsed = outcome + more[0], ignored + more[1], unparsed + more[2]
+        for ev, n in more[3].items():
+            events[ev] = events.get(ev, 0) + n
+    return outcome, ignored, unparsed, events

@@ -3,6 +3,8 @@
 The first byte of an input picks the format; the rest, decoded as the daemon decodes a log (UTF-8,
 undecodable bytes replaced), is split into lines that go through one fresh parser, so stateful formats
 (a #Fields: header, a CSV header, a queue ID remembered across lines) are driven across several lines.
+For postfix, the same bytes also go to the block counters (the compiled scanner where it is built, and
+the block regular expression), which must count exactly what the line parser counts.
 Run by tests/test_fuzz.py for a bounded time; by hand, for longer (libFuzzer's options apply):
 
     .venv/bin/python tests/fuzz/fuzz_parsers.py --seeds /tmp/corpus
@@ -22,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 with atheris.instrument_imports():
     import exporter.parsers as parsers_pkg
-    from exporter.events import DIRECTIONS, STATUSES, Event
+    from exporter.events import DIRECTIONS, STATUSES, Event, tally_lines
 
     for _info in pkgutil.iter_modules(parsers_pkg.__path__):
         importlib.import_module(f"exporter.parsers.{_info.name}")
@@ -73,6 +75,12 @@ def test_one_input(data: bytes) -> None:
         sniff = getattr(module, "sniff", None)
         if sniff is not None:
             assert isinstance(sniff(line), bool), line
+    if name == "postfix":
+        block = data[1:] + b"\n"
+        expected = tally_lines(block.decode("utf-8", "replace").replace("\r\n", "\n"), module.parse)
+        assert module.count_block(block) == expected, block
+        if "\r" not in text:
+            assert module.count_regex(text + "\n") == tally_lines(text + "\n", module.parse), text
 
 
 def write_seeds(directory: Path) -> None:

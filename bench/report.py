@@ -138,8 +138,9 @@ def markdown(r: dict) -> str:
                 "",
                 f"Durability: our daemon saves its state file (read positions and counters, "
                 f"{ours_live.get('state_file_bytes', 0) / 1024:.0f} KiB here) after every batch it reads, "
-                f"before the counts are published. One save takes {_f(fs['with_fsync']['p50_ms'], 2)} ms "
-                f"(p99 {_f(fs['with_fsync']['p99_ms'], 2)}) with fsync of the file and its directory, "
+                f"before the counts are published: in place, over the older of two copies, then fdatasync. "
+                f"One save takes {_f(fs['with_fsync']['p50_ms'], 2)} ms "
+                f"(p99 {_f(fs['with_fsync']['p99_ms'], 2)}) with the flush, "
                 f"{_f(fs['without_fsync']['p50_ms'], 2)} ms without: that cost is inside the live latency "
                 "figures above.",
             ]

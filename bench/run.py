@@ -371,7 +371,10 @@ def run_daemon(
         out["catch_up"] = catch_up_appended(f, backlog, stats.lines, gain, timeout=300)
         out["scrape"] = scrape_times(f, cfg["scrapes"])
         if isinstance(contender, Ours):
-            out["state_file_bytes"] = state_path(f.dir).stat().st_size
+            from exporter import state
+
+            doc = state.load(state_path(f.dir)) or {}
+            out["state_file_bytes"] = len(json.dumps(doc, separators=(",", ":")))  # the document saved
             out["fsync"] = fsync_cost(state_path(f.dir), cfg["fsyncs"])
     finally:
         f.close()
@@ -411,18 +414,21 @@ def from_beginning(workdir: Path, backlog: Path, lines: int) -> dict:
 
 
 def fsync_cost(state_path: Path, count: int) -> dict:
-    """Time the state file save (temporary file, write, fsync, rename, fsync of the directory)."""
+    """Time a state save as the daemon does it (in place, then fdatasync), and the same without flush."""
     from exporter import state
 
-    doc = json.loads(state_path.read_text())
+    doc = state.load(state_path)
     target = state_path.parent / "fsync-probe.json"
     out = {}
     for durable in (True, False):
+        writer = state.StateWriter(target, fsync=durable)
+        writer.save(doc["sources"], doc["counters"])  # the first save of a process makes the file
         took = []
         for _ in range(count):
             t = time.perf_counter()
-            state.save(target, doc["sources"], doc["counters"], fsync=durable)
+            writer.save(doc["sources"], doc["counters"])
             took.append(time.perf_counter() - t)
+        writer.close()
         key = "with_fsync" if durable else "without_fsync"
         out[key] = {"p50_ms": _ms(percentile(took, 50)), "p99_ms": _ms(percentile(took, 99))}
     target.unlink(missing_ok=True)

@@ -39,6 +39,7 @@ class Pipeline:
     _durable_reason: str | None = None
     _pending: tuple[Settings, Catalogue] | None = None
     _waker_started: bool = False
+    _writer: state.StateWriter | None = None
 
     def setup(self) -> None:
         saved = self._load_state()
@@ -197,8 +198,10 @@ class Pipeline:
             s.cfg.name: {"format": s.cfg.format, "path": s.cfg.path, "files": s.follower.positions()}
             for s in self.sources
         }
+        if self._writer is None:
+            self._writer = state.StateWriter(self.state_file)
         try:
-            state.save(self.state_file, sources, self.counts.snapshot(delta))
+            self._writer.save(sources, self.counts.snapshot(delta))
         except OSError as exc:
             self.counts.state_saves["error"] += 1
             self._not_durable(f"cannot save state file {self.state_file}: {exc.strerror or exc}")
@@ -235,7 +238,7 @@ class Pipeline:
             last_error = None
             if watcher is not None:
                 dirs = self.watch_dirs()
-                if dirs != last_dirs:
+                if dirs != last_dirs or watcher.lost:
                     watcher.update(dirs)
                     last_dirs = dirs
             if not more:
@@ -244,6 +247,9 @@ class Pipeline:
     def close(self) -> None:
         for s in self.sources:
             s.follower.close()
+        if self._writer is not None:
+            self._writer.close()
+        self.waker.close()
 
 
 def _merge_into(total: Delta, part: Delta) -> None:

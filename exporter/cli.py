@@ -365,8 +365,8 @@ def serve(settings, catalogue, on_ready=None, reload=None) -> int:
 
     if not settings.poll and str(state_file.parent.resolve()) in pipeline.watch_dirs():
         log.warning(
-            "state file %s is in a directory of followed logs: every save wakes the reader and, with "
-            "inotify, delays file events by up to 0.5 s; keep it in a directory of its own",
+            "state file %s is in a directory of followed logs: every save wakes the reader once more "
+            "for nothing; keep it in a directory of its own",
             state_file,
         )
     watcher = DirectoryWatcher(pipeline.waker, poll=settings.poll)

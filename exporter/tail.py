@@ -11,12 +11,14 @@ never parsed early and never skipped after a restart. This is the only module th
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import glob as globmod
 import hashlib
 import logging
 import os
+import select
 import stat
-import threading
+import struct
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
@@ -549,30 +551,121 @@ class Follower:
 
 
 class Waker:
-    """Wakes the pipeline: set() by file events (watchdog) or by anything else; wait() with a timeout."""
+    """Wakes the pipeline's reader: set() from any thread or a signal handler; wait() with a timeout.
+
+    A self-pipe, so that the reader can wait in one poll() on it and on descriptors it reads itself (the
+    inotify descriptor of a DirectoryWatcher): a file event wakes the reader directly, with no thread
+    in between.
+    """
 
     def __init__(self) -> None:
-        self._event = threading.Event()
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self._poller = select.poll()
+        self._poller.register(self._r, select.POLLIN)
+        self._readers: dict[int, Callable[[], None]] = {}
 
     def set(self) -> None:
-        self._event.set()
+        with contextlib.suppress(BlockingIOError):  # a full pipe already holds a wake-up
+            os.write(self._w, b"!")
+
+    def add_reader(self, fd: int, on_ready: Callable[[], None]) -> None:
+        """Also wake when fd is readable; on_ready() (run by the waiting thread) must drain it."""
+        self._readers[fd] = on_ready
+        self._poller.register(fd, select.POLLIN)
+
+    def remove_reader(self, fd: int) -> None:
+        if self._readers.pop(fd, None) is not None:
+            self._poller.unregister(fd)
 
     def wait(self, timeout: float) -> bool:
-        woke = self._event.wait(timeout)
-        self._event.clear()
-        return woke
+        """True when woken (set() or a ready descriptor), False after timeout seconds."""
+        try:
+            ready = self._poller.poll(max(0, int(timeout * 1000)))
+        except InterruptedError:  # pragma: no cover - Python retries poll() on EINTR itself
+            return True
+        for fd, _ in ready:
+            if fd == self._r:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self._r, 4096):
+                        pass
+            else:
+                handler = self._readers.get(fd)
+                if handler is not None:
+                    handler()
+        return bool(ready)
+
+    def close(self) -> None:
+        for fd in (self._r, self._w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+# inotify(7) events that can mean new lines, a rotation or a file coming or going: not opens, reads or
+# closes without writing.
+_IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE = 0x2, 0x4, 0x8
+_IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x40, 0x80, 0x100, 0x200
+_IN_DELETE_SELF, _IN_MOVE_SELF, _IN_Q_OVERFLOW, _IN_IGNORED = 0x400, 0x800, 0x4000, 0x8000
+_WATCH_MASK = (
+    _IN_MODIFY
+    | _IN_ATTRIB
+    | _IN_CLOSE_WRITE
+    | _IN_MOVED_FROM
+    | _IN_MOVED_TO
+    | _IN_CREATE
+    | _IN_DELETE
+    | _IN_DELETE_SELF
+    | _IN_MOVE_SELF
+)
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then len bytes of name
+
+
+def _inotify() -> Any:
+    """watchdog's inotify(7) binding, or None where there is none (not Linux, an old libc)."""
+    try:
+        from watchdog.observers import inotify_c
+    except (ImportError, OSError, AttributeError):
+        return None
+    return inotify_c
 
 
 class DirectoryWatcher:
-    """Watches directories with watchdog (inotify where it works) and wakes the pipeline on any event."""
+    """Wakes the pipeline on file events in the directories of its sources.
+
+    On Linux, the reader thread itself waits on an inotify descriptor (watchdog's inotify binding), so
+    an append wakes it at once. Elsewhere, watchdog's observer for the platform (kqueue, FSEvents ...)
+    calls Waker.set() from its thread. With poll=True, or where neither works, the pipeline's timer
+    (poll_interval) is the only wake-up.
+    """
 
     def __init__(self, waker: Waker, poll: bool = False):
         self._waker = waker
         self._poll = poll
-        self._observer = None
+        self._observer: Any = None
+        self._fd: int | None = None
+        self._wds: dict[int, str] = {}
         self._watched: set[str] = set()
+        self.lost = False  # a watched directory went away: update() should be called again
 
     def start(self, dirs: Iterable[str]) -> None:
+        if self._poll:
+            return  # the pipeline's timer is the only wake-up source
+        inotify_c = _inotify()
+        if inotify_c is None:  # not Linux: watchdog's observer for this platform
+            self._start_observer()
+        else:
+            fd = inotify_c.inotify_init()
+            if fd < 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"inotify_init: {os.strerror(err)}")
+            os.set_blocking(fd, False)
+            os.set_inheritable(fd, False)
+            self._fd, self._add_watch = fd, inotify_c.inotify_add_watch
+            self._waker.add_reader(fd, self._drain)
+        self.update(dirs)
+
+    def _start_observer(self) -> None:
         from watchdog.events import FileSystemEventHandler
         from watchdog.observers import Observer
 
@@ -583,27 +676,56 @@ class DirectoryWatcher:
                 if event.event_type not in ("opened", "closed_no_write"):
                     waker.set()
 
-        if self._poll:
-            self._observer = None  # the pipeline's timer is the only wake-up source
-            return
         self._handler = Handler()
         self._observer = Observer()
         self._observer.daemon = True
-        self.update(dirs)
         self._observer.start()
 
     def update(self, dirs: Iterable[str]) -> None:
-        if self._observer is None:
-            return
         for d in set(dirs) - self._watched:
             try:
-                self._observer.schedule(self._handler, d, recursive=False)
+                if self._fd is not None:
+                    wd = self._add_watch(self._fd, os.fsencode(d), _WATCH_MASK)
+                    if wd < 0:
+                        err = ctypes.get_errno()
+                        raise OSError(err, os.strerror(err))
+                    self._wds[wd] = d
+                elif self._observer is not None:
+                    self._observer.schedule(self._handler, d, recursive=False)
+                else:
+                    return
                 self._watched.add(d)
             except OSError as exc:
-                log.warning("cannot watch %s (%s); polling it instead", d, exc)
+                log.warning("cannot watch %s (%s); polling it instead", d, exc.strerror or exc)
+        self.lost = False
+
+    def _drain(self) -> None:
+        """Read the pending inotify events (the reader thread, woken by them); note removed watches."""
+        while True:
+            try:
+                data = os.read(self._fd, 65536)  # type: ignore[arg-type]
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                return
+            pos = 0
+            while pos + _EVENT.size <= len(data):
+                wd, mask, _, length = _EVENT.unpack_from(data, pos)
+                pos += _EVENT.size + length
+                if mask & _IN_IGNORED:  # the directory was removed or unmounted: watch it again later
+                    d = self._wds.pop(wd, None)
+                    if d is not None:
+                        self._watched.discard(d)
+                        self.lost = True
+                elif mask & _IN_Q_OVERFLOW:
+                    log.debug("inotify queue overflowed; the next read looks at every file anyway")
 
     def stop(self) -> None:
         if self._observer is not None:
             self._observer.stop()
             self._observer.join(timeout=2)
             self._observer = None
+        if self._fd is not None:
+            self._waker.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None

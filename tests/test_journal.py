@@ -8,7 +8,6 @@ the host's journal, so the reader runs exactly as in production.
 
 from __future__ import annotations
 
-import json
 import struct
 import subprocess
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import need_binary
 
-from exporter import parsers
+from exporter import parsers, state
 from exporter.app import Pipeline
 from exporter.catalogue import Catalogue
 from exporter.config import ConfigError, SourceConfig, load, parse_source_flag
@@ -157,7 +156,7 @@ def test_restart_resumes_after_the_cursor_nothing_lost_nothing_twice(tmp_path):
         run_until(pipeline, lambda: resp(pipeline.counts, "251", "success", "outbound") == 1, "the second")
     finally:
         pipeline.close()
-    saved = json.loads((tmp_path / "state.json").read_text())
+    saved = state.load(tmp_path / "state.json")
     [position] = saved["sources"]["mx"]["files"]
     assert position["cursor"].startswith("s=")  # journalctl's cursor of the last entry counted
 

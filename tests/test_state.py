@@ -164,22 +164,22 @@ def test_published_counts_never_run_ahead_of_the_saved_state(files, pipelines, m
     log, st = files
     p = pipelines(start(log, st))
     saves: list[tuple[int, int]] = []
-    real_save = state.save
+    real_save = state.StateWriter.save
 
-    def spy(path, sources, counters, fsync=True):
+    def spy(writer, sources, counters):
         rows = {tuple(k): v for k, v, _ in counters["responses"]}
         saves.append((value(p, "responses", K250), rows.get(K250, 0)))  # (published now, being saved)
-        real_save(path, sources, counters, fsync)
+        real_save(writer, sources, counters)
 
     run(p)
-    monkeypatch.setattr(state, "save", spy)
+    monkeypatch.setattr(state.StateWriter, "save", spy)
     for n in range(1, 6):
         append(log, sent(n))
         run(p)
     assert value(p, "responses", K250) == 5
     assert [saved for _, saved in saves if saved] == [1, 2, 3, 4, 5]
     assert all(published < saved for published, saved in saves if saved)
-    doc = json.loads(st.read_text())
+    doc = state.load(st)
     assert {tuple(k): v for k, v, _ in doc["counters"]["responses"]}[K250] == 5
 
 
@@ -294,7 +294,7 @@ def _chattr(flag: str, path: Path) -> bool:
     return r.returncode == 0
 
 
-def test_a_directory_turned_read_only_is_reported_and_recovered_from(files, pipelines, caplog):
+def test_a_state_file_turned_read_only_is_reported_and_recovered_from(files, pipelines, caplog):
     log, st = files
     if os.geteuid() != 0 or not _chattr("+i", st.parent):
         pytest.skip("needs root and chattr +i to make a directory read-only for root")
@@ -305,7 +305,8 @@ def test_a_directory_turned_read_only_is_reported_and_recovered_from(files, pipe
     run(p)
     assert p.counts.state_durable == 1
     caplog.set_level(logging.INFO)
-    assert _chattr("+i", st.parent)
+    # Both the file (saves write it in place) and its directory (a save that makes it anew renames)
+    assert _chattr("+i", st) and _chattr("+i", st.parent)
     try:
         append(log, sent(2))
         run(p)
@@ -313,6 +314,7 @@ def test_a_directory_turned_read_only_is_reported_and_recovered_from(files, pipe
         assert value(p, "responses", K250) == 2
     finally:
         _chattr("-i", st.parent)
+        _chattr("-i", st)
     assert "Operation not permitted" in caplog.text
     append(log, sent(3))
     run(p)
@@ -337,3 +339,109 @@ def test_load_of_a_missing_file_is_none_and_errors_name_the_file(tmp_path):
     bad.write_text('{"version": 1, "sources": [], "counters": {}}')
     with pytest.raises(state.StateError, match="bad.json"):
         state.load(bad)
+
+
+# -- in-place saves: two copies, one flush ------------------------------------------------------------
+
+
+def _saves(path: Path, names: list[str], fsync: bool = True) -> state.StateWriter:
+    """A writer that has saved one state per name (sources {name: ...}), in that order."""
+    writer = state.StateWriter(path, fsync=fsync)
+    for name in names:
+        writer.save({name: {"files": []}}, {"responses": [[list(K250), len(name), 1.0]]})
+    return writer
+
+
+def _slot_offsets(path: Path) -> tuple[int, int]:
+    size = int(path.read_bytes()[:256].split(b"slots of ")[1].split(b" ")[0])
+    return state.HEADER_SIZE, state.HEADER_SIZE + size
+
+
+def test_saves_after_the_first_overwrite_the_file_in_place(tmp_path):
+    st = tmp_path / "lib" / "state.json"
+    st.parent.mkdir()
+    writer = _saves(st, ["a"])
+    first = os.stat(st)
+    for name in ["bb", "c", "dddd", "e"]:
+        writer.save({name: {"files": []}}, {"responses": []})
+        now = os.stat(st)
+        assert (now.st_ino, now.st_size) == (first.st_ino, first.st_size)  # no rename, no growth
+        assert state.load(st)["sources"] == {name: {"files": []}}
+    writer.close()
+    assert sorted(p.name for p in st.parent.iterdir()) == ["state.json"]
+
+
+def test_a_save_torn_by_a_crash_leaves_the_previous_state(tmp_path):
+    st = tmp_path / "state.json"
+    _saves(st, ["one", "two", "three"]).close()  # slots: 0 = "three", 1 = "two"
+    data = bytearray(st.read_bytes())
+    newest, older = _slot_offsets(st)
+    body = data.index(b"three", newest)
+    data[body : body + 5] = b"thre\x00"  # half-written: its checksum fails
+    st.write_bytes(bytes(data))
+    assert state.load(st)["sources"] == {"two": {"files": []}}
+    data[older + 2 : older + 6] = b"XXXX"  # and the other copy's head line as well
+    st.write_bytes(bytes(data))
+    with pytest.raises(state.StateError, match="neither of its two copies"):
+        state.load(st)
+    st.write_bytes(b"# mailcode-exporter state file, torn" + bytes(data[40:]))
+    with pytest.raises(state.StateError, match="header line is damaged"):
+        state.load(st)
+
+
+def test_the_newer_valid_copy_wins_whichever_slot_it_is_in(tmp_path):
+    for names, current in ((["a"], "a"), (["a", "b"], "b"), (["a", "b", "c"], "c"), (list("abcd"), "d")):
+        st = tmp_path / f"{len(names)}.json"
+        _saves(st, names).close()
+        assert state.load(st)["sources"] == {current: {"files": []}}
+
+
+def test_a_state_that_outgrows_its_slots_is_written_to_a_new_file(tmp_path):
+    st = tmp_path / "state.json"
+    writer = _saves(st, ["small"])
+    before = os.stat(st)
+    big = {f"source-{i}": {"files": [{"path": "x" * 200}]} for i in range(400)}  # about 90 KB
+    writer.save(big, {"responses": []})
+    after = os.stat(st)
+    assert after.st_ino != before.st_ino and after.st_size > 2 * 90_000
+    assert state.load(st)["sources"] == big
+    writer.save({"small": {"files": []}}, {"responses": []})  # in place again, in the bigger file
+    assert os.stat(st).st_ino == after.st_ino
+    assert state.load(st)["sources"] == {"small": {"files": []}}
+    writer.close()
+
+
+def test_a_state_file_removed_or_replaced_under_the_writer_is_made_again(tmp_path):
+    st = tmp_path / "state.json"
+    writer = _saves(st, ["a"])
+    st.unlink()
+    writer.save({"b": {"files": []}}, {"responses": []})
+    assert state.load(st)["sources"] == {"b": {"files": []}}
+    st.write_text("{}")  # rewritten by someone else (same inode): not written into through the old descriptor
+    writer.save({"c": {"files": []}}, {"responses": []})
+    assert state.load(st)["sources"] == {"c": {"files": []}}
+    replacement = tmp_path / "copy.json"
+    state.save(replacement, {"d": {"files": []}}, {"responses": []})
+    os.replace(replacement, st)  # another file renamed over it
+    writer.save({"e": {"files": []}}, {"responses": []})
+    assert state.load(st)["sources"] == {"e": {"files": []}}
+    writer.close()
+
+
+def test_a_shorter_save_leaves_no_stale_bytes_behind(tmp_path):
+    st = tmp_path / "state.json"
+    writer = _saves(st, ["x" * 3000, "y" * 3000, "z", "w"])
+    writer.close()
+    text = st.read_text()
+    assert "x" * 100 not in text and "y" * 100 not in text  # overwritten with spaces, not left over
+    assert state.load(st)["sources"] == {"w": {"files": []}}
+
+
+def test_a_state_file_of_the_single_document_layout_still_loads(tmp_path):
+    st = tmp_path / "state.json"
+    doc = {"version": state.FORMAT_VERSION, "sources": {"a": {"files": []}}, "counters": {}}
+    st.write_text(json.dumps(doc))
+    assert state.load(st)["sources"] == {"a": {"files": []}}
+    _saves(st, ["b"]).close()  # the next save writes the two-copy layout
+    assert st.read_bytes().startswith(state.MAGIC)
+    assert state.load(st)["sources"] == {"b": {"files": []}}

@@ -73,7 +73,7 @@ class Ours(Contender):
             "exporter",
             "run",
             "--source",
-            f"postfix:{log}",
+            str(log),  # the default format, auto, as a user who names no format gets it
             "--web.listen-address",
             f"127.0.0.1:{port}",
             "--state-file",

@@ -497,13 +497,13 @@ def main(argv: list[str] | None = None) -> int:
         results["input"] = stats.as_dict() | {"outcome_share": stats.outcomes / stats.lines}
         catch = {}
         log("catch-up: our replay")
-        catch["ours_replay"] = replay_ours(backlog, "postfix", stats.lines)
+        catch["ours_replay"] = replay_ours(backlog, "auto", stats.lines)  # the default format
         empty = workdir / "empty.log"
         empty.write_bytes(b"")
         log("catch-up: our counting alone (in-process)")
         catch["ours_hot_path"] = hot_path(backlog, stats.lines)
         catch["ours_replay_startup"] = run_measured(
-            [sys.executable, "-m", "exporter", "replay", "--format", "postfix", str(empty)], timeout=60
+            [sys.executable, "-m", "exporter", "replay", "--format", "auto", str(empty)], timeout=60
         ).cpu
         mtail = next((c for c in peers if isinstance(c, Mtail)), None)
         mtail_total = None

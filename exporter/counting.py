@@ -105,18 +105,27 @@ class SourceSink:
     def lines(self, tf: TrackedFile, data: bytes) -> None:
         if tf.ctx is None:  # a file resumed from the state file: its parser starts here
             self.opened(tf, "resume")
-        if self._count_block is not None and tf.ctx is self._shared:
-            counted = self._count_block(data)  # pure ASCII is counted without decoding
+        count_block = self._block_counter(tf.ctx)
+        if count_block is not None:
+            counted = count_block(data)  # bytes, not decoded first where the format can
             if counted is not None:
                 self._add_counted(*counted)
                 return
         self.count_text(data.decode("utf-8", "replace"), tf.ctx)
 
+    def _block_counter(self, parse: Callable[[str], Any]) -> Callable | None:
+        """The format's count_block() when it counts exactly what `parse` would, line by line."""
+        if parse is self._shared:
+            return self._count_block
+        # `auto`, once it chose a stateless format: that format's own block counter
+        return getattr(getattr(parse, "__self__", None), "count_block", None) if not self.options else None
+
     def count_text(self, text: str, parse: Callable[[str], Any]) -> None:
         """Parse and count a block of complete lines (each ends with a newline)."""
         if "\r" in text:
             text = text.replace("\r\n", "\n")
-        counted = self._count_block(text) if self._count_block is not None and parse is self._shared else None
+        count_block = self._block_counter(parse)
+        counted = count_block(text) if count_block is not None else None
         if counted is not None:
             self._add_counted(*counted)
             return

@@ -293,3 +293,31 @@ def test_sink_counts_bytes_blocks_the_same():
     a, b = fast.take(), slow.take()
     for family in a.__slots__:
         assert getattr(a, family) == getattr(b, family), family
+
+
+def test_auto_counts_a_postfix_log_by_block_once_it_knows_the_format(monkeypatch):
+    """The default format, `auto`, takes the block counter of the format it recognised."""
+    from exporter.parsers import auto
+
+    calls = []
+    real = postfix.count_block
+    monkeypatch.setattr(postfix, "count_block", lambda block: calls.append(len(block)) or real(block))
+    text = _generated(9, 1500)
+
+    class File:
+        ctx = None
+        offset = 0
+
+    by_auto = SourceSink(SourceConfig(name="mx", format="auto", path="-"), auto, Catalogue.load())
+    by_line = _sink()
+    by_line._count_block = None
+    for sink in (by_auto, by_line):
+        tf = File()
+        sink.lines(tf, b"garbage first\n" + text[:2000].encode())  # undecided, then postfix
+        sink.lines(tf, text.encode())
+        sink.lines(tf, (text + "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<\u00e9>\n").encode())
+    assert by_auto.format == "postfix"
+    assert len(calls) == 2  # the first block decided the format line by line; the others by block
+    a, b = by_auto.take(), by_line.take()
+    for family in a.__slots__:
+        assert getattr(a, family) == getattr(b, family), family

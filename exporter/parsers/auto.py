@@ -34,7 +34,15 @@ class AutoParser:
         self.chosen: str | None = None
         self._parse: Callable[[str], ParseResult] | None = None
         self._stateful = False
+        self._count_block: Callable | None = None
         self._misses = 0
+
+    @property
+    def count_block(self) -> Callable | None:
+        """The chosen format's block counter, once a stateless format with one is chosen."""
+        if self._parse is None or self._stateful:
+            return None
+        return self._count_block
 
     @property
     def primed(self) -> bool:
@@ -55,6 +63,7 @@ class AutoParser:
                 self.chosen = module.NAME
                 self._stateful = getattr(module, "STATEFUL", False)
                 self._parse = module.make_parser()
+                self._count_block = getattr(module, "count_block", None)
                 log.info("format detected: %s", self.chosen)
                 if self._on_choose is not None:
                     self._on_choose(self.chosen)

@@ -201,7 +201,7 @@ class Pipeline:
         if self._writer is None:
             self._writer = state.StateWriter(self.state_file)
         try:
-            self._writer.save(sources, self.counts.snapshot(delta))
+            self._writer.save(sources, self.counts.snapshot_json(delta))
         except OSError as exc:
             self.counts.state_saves["error"] += 1
             self._not_durable(f"cannot save state file {self.state_file}: {exc.strerror or exc}")

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import platform
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import generate_latest as _text_latest
 from prometheus_client.openmetrics.exposition import generate_latest as _openmetrics_latest
 from prometheus_client.registry import Collector, CollectorRegistry
+from prometheus_client.utils import floatToGoString
 
 from . import __version__
 from .catalogue import Catalogue
@@ -72,6 +74,7 @@ GAUGES: dict[str, tuple[str, str, tuple[str, ...]]] = {
 }
 
 Key = tuple[str, ...]
+_ROW_ENCODER = json.JSONEncoder(separators=(",", ":"))  # as state.save() encodes the rest of the file
 
 
 class Delta:
@@ -107,6 +110,7 @@ class Counts:
         self.config_reload_ok = 1
         # Bumped by every change to values, created times or gauges: lets a scrape reuse the last rendering.
         self.version = 0
+        self._rows: dict[str, dict[Key, tuple[int, float, str]]] = {}  # snapshot_json()'s encoded rows
 
     def ensure(self, family: str, keys: Iterable[Key]) -> None:
         """Create series at 0 so that alerts on increase() work from the first event."""
@@ -155,6 +159,33 @@ class Counts:
                         values[key] = values.get(key, 0) + n
                 out[family] = [[list(k), v, created.get(k, now)] for k, v in values.items()]
         return out
+
+    def snapshot_json(self, delta: Delta | None = None) -> str:
+        """snapshot(delta) as JSON text, for the state file saved after every batch.
+
+        Each row's text is kept and encoded again only when its value changed: a batch changes a few
+        series, and encoding all of them on every save was the largest fixed cost of a wake-up.
+        """
+        now = self._clock()
+        encode = _ROW_ENCODER.encode
+        families = []
+        with self._lock:
+            for family in COUNTERS:
+                values, created = self.values[family], self.created[family]
+                pending = getattr(delta, family) if delta is not None else {}
+                rows = self._rows.setdefault(family, {})
+                out = []
+                for key, value in values.items():
+                    n = value + pending[key] if key in pending else value
+                    hit = rows.get(key)
+                    if hit is None or hit[0] != n or hit[1] != created[key]:
+                        hit = rows[key] = (n, created[key], encode([list(key), n, created[key]]))
+                    out.append(hit[2])
+                for key, n in pending.items():  # new series: created now, not kept until merged
+                    if key not in values:
+                        out.append(encode([list(key), n, now]))
+                families.append(f'"{family}":[{",".join(out)}]')
+        return "{" + ",".join(families) + "}"
 
     def restore(self, saved: dict) -> None:
         """Load counter values saved by snapshot(); unknown families or malformed rows are skipped."""
@@ -291,9 +322,86 @@ class MailCollector(Collector):
 _EOF = b"# EOF\n"
 
 
+def _escape_value(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class CountsText:
+    """The counts part of /metrics, written directly: byte for byte what prometheus_client writes for
+    MailCollector(parts=("counts",)) (tests/test_metrics.py holds the two equal), at a fraction of the
+    cost. Each series keeps its rendered line, rewritten only when its value (or creation time)
+    changed; the sorted order of a family's series is kept until a series is added.
+
+    Used by the daemon's Exposition on every scrape after a change, which is what the live latency
+    of a line (append to visible on /metrics) waits for.
+    """
+
+    def __init__(self, counts: Counts, openmetrics: bool) -> None:
+        self._counts = counts
+        self._om = openmetrics
+        self._families = [(f, *spec, True) for f, spec in COUNTERS.items()]
+        self._families += [(f, *spec, False) for f, spec in GAUGES.items()]
+        self._heads: dict[str, str] = {}
+        self._lines: dict[str, dict[Key, tuple]] = {f: {} for f, *_ in self._families}
+        self._order: dict[str, tuple[int, list[Key]]] = {}
+        self._labels: dict[tuple[tuple[str, ...], Key], str] = {}  # {label="value",...} by names and key
+
+    def render(self) -> bytes:
+        values, created, gauges = self._counts.copy()
+        out: list[str] = []
+        for family, name, doc, labels, is_counter in self._families:
+            head = self._heads.get(family)
+            if head is None:
+                head = self._heads[family] = self._head(name, doc, is_counter)
+            out.append(head)
+            series = values[family] if is_counter else gauges[family]
+            born = created[family] if is_counter else {}
+            lines = self._lines[family]
+            count, order = self._order.get(family, (-1, []))
+            if count != len(series):  # series are only ever added: same count, same keys
+                order = sorted(series)
+                self._order[family] = (len(series), order)
+            for key in order:
+                value = series[key]
+                when = born.get(key) if self._om else None
+                hit = lines.get(key)
+                if hit is None or hit[0] != value or hit[1] != when:
+                    hit = lines[key] = (value, when, self._line(name, labels, key, value, when, is_counter))
+                out.append(hit[2])
+        return "".join(out).encode("utf-8")
+
+    def _head(self, name: str, doc: str, is_counter: bool) -> str:
+        kind = "counter" if is_counter else "gauge"
+        if self._om:
+            return f"# HELP {name} {_escape_value(doc)}\n# TYPE {name} {kind}\n"
+        exposed = name + "_total" if is_counter else name
+        help_text = doc.replace("\\", "\\\\").replace("\n", "\\n")
+        return f"# HELP {exposed} {help_text}\n# TYPE {exposed} {kind}\n"
+
+    def _line(
+        self, name: str, labels: tuple, key: Key, value: float, when: float | None, counter: bool
+    ) -> str:
+        text = self._labels.get((labels, key))
+        if text is None:  # label pairs sorted by name, as prometheus_client writes them
+            inner = ",".join(f'{k}="{_escape_value(v)}"' for k, v in sorted(zip(labels, key, strict=True)))
+            text = self._labels[(labels, key)] = "{" + inner + "}" if inner else ""
+        sample = name + "_total" if counter else name
+        line = f"{sample}{text} {floatToGoString(value)}\n"
+        if when is not None:
+            line += f"{name}_created{text} {floatToGoString(when)}\n"
+        return line
+
+
+Renderable = CollectorRegistry | CountsText  # what Exposition renders and keeps
+
+
 class Exposition:
-    """Renders /metrics for the daemon. The counts are rendered again only after they changed, the
-    catalogue only after a reload; the small live part (and process_*) on every scrape."""
+    """Renders /metrics for the daemon, each part kept until what it shows changed: the counts (by
+    CountsText, series by series) until a batch is published; the catalogue until a reload; the
+    exporter's own small families and the HTTP server's until one of their values changes; process_*
+    (CPU, memory, descriptors: read from /proc) at most once a second."""
+
+    PROCESS_EVERY = 1.0  # seconds; process_* figures are sampled at most this often
 
     def __init__(self, counts: Counts, catalogue_ref, enhanced_info: dict[str, str]) -> None:
         from prometheus_client import ProcessCollector
@@ -301,41 +409,64 @@ class Exposition:
         self._counts = counts
         self._catalogue_ref = catalogue_ref
 
-        def registry(*parts: str, created: bool = False) -> CollectorRegistry:
+        def registry(*collectors: Collector) -> CollectorRegistry:
             reg = CollectorRegistry(auto_describe=False)
-            reg.register(
-                MailCollector(counts, catalogue_ref, enhanced_info, with_created=created, parts=parts)
-            )
+            for collector in collectors:
+                reg.register(collector)
             return reg
 
-        self._counted = {False: registry("counts"), True: registry("counts", created=True)}
-        self._info = registry("info")
-        self._live = registry("live")
-        ProcessCollector(registry=self._live)
+        def mail(part: str) -> CollectorRegistry:
+            return registry(MailCollector(counts, catalogue_ref, enhanced_info, parts=(part,)))
+
+        self._counted = {False: CountsText(counts, False), True: CountsText(counts, True)}
+        # (name, what its rendering depends on, what renders it), in the order they are served
+        self._parts: list[tuple[str, Callable[[], object], Renderable]] = [
+            ("info", catalogue_ref, mail("info")),
+            ("live", self._live_values, mail("live")),
+            (
+                "process",
+                lambda: int(time.monotonic() / self.PROCESS_EVERY),
+                registry(ProcessCollector(registry=None)),
+            ),
+        ]
         self._cache: dict[tuple[str, bool], tuple[object, bytes]] = {}
         self._lock = threading.Lock()
 
+    def _live_values(self) -> tuple:
+        c = self._counts
+        return (
+            tuple(sorted(c.source_formats.items())),
+            tuple(c.state_saves.values()),
+            c.state_durable,
+            tuple(c.config_reloads.values()),
+            c.config_reload_ok,
+        )
+
     def register_live(self, collector: Collector) -> None:
-        """A collector rendered on every scrape (the HTTP server's own figures)."""
-        self._live.register(collector)
+        """Another collector's families (the HTTP server's own). Its values() method, if it has one,
+        returns what its rendering depends on; without one it is rendered on every scrape."""
+        reg = CollectorRegistry(auto_describe=False)
+        reg.register(collector)
+        values = getattr(collector, "values", None) or time.monotonic
+        self._parts.insert(-1, (f"extra{len(self._parts)}", values, reg))
 
     def render(self, openmetrics: bool) -> bytes:
-        generate = _openmetrics_latest if openmetrics else _text_latest
         with self._lock:  # concurrent scrapes share one rendering instead of each making their own
-            counted = self._cached(("counts", openmetrics), self._counts.version, self._counted[openmetrics])
-            info = self._cached(("info", openmetrics), self._catalogue_ref(), self._info)
-        live = generate(self._live)
+            out = [self._cached(("counts", openmetrics), self._counts.version, self._counted[openmetrics])]
+            out += [self._cached((name, openmetrics), version(), reg) for name, version, reg in self._parts]
         if openmetrics:
-            return counted.removesuffix(_EOF) + info.removesuffix(_EOF) + live
-        return counted + info + live
+            return b"".join(part.removesuffix(_EOF) for part in out) + _EOF
+        return b"".join(out)
 
-    def _cached(self, key: tuple[str, bool], version: object, reg: CollectorRegistry) -> bytes:
+    def _cached(self, key: tuple[str, bool], version: object, source: Renderable) -> bytes:
         hit = self._cache.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
-        generate = _openmetrics_latest if key[1] else _text_latest
-        body = generate(reg)  # the version was read first: a change during rendering forces a redo
-        self._cache[key] = (version, body)
+        if isinstance(source, CountsText):
+            body = source.render()
+        else:
+            body = (_openmetrics_latest if key[1] else _text_latest)(source)
+        self._cache[key] = (version, body)  # the version was read first: a change while rendering redoes it
         return body
 
 

@@ -99,6 +99,11 @@ class HTTPCollector(Collector):
     def __init__(self, stats: HTTPStats, web: WebConfigFile | None, max_connections: int):
         self._stats, self._web, self._max = stats, web, max_connections
 
+    def values(self) -> tuple:
+        """What collect() shows, for a cached rendering to compare."""
+        web = (tuple(sorted(self._web.reloads.items())), self._web.last_reload_ok) if self._web else None
+        return tuple(self._stats.rejected.values()), self._stats.open_connections, web
+
     def collect(self) -> Iterator[Metric]:
         rejected = CounterMetricFamily(
             "mail_exporter_http_rejected",

@@ -87,7 +87,11 @@ def _record(seq: int, body: bytes) -> bytes:
     return head.encode() + b"\n" + body + b"\n"
 
 
-def _encode(sources: dict, counters: dict) -> bytes:
+def _encode(sources: dict, counters: dict | str) -> bytes:
+    """The document; counters may come already encoded (Counts.snapshot_json())."""
+    if isinstance(counters, str):
+        head = json.dumps({"version": FORMAT_VERSION, "sources": sources}, separators=(",", ":"))
+        return f'{head[:-1]},"counters":{counters}}}'.encode()
     doc = {"version": FORMAT_VERSION, "sources": sources, "counters": counters}
     return json.dumps(doc, separators=(",", ":")).encode()
 
@@ -108,7 +112,8 @@ class StateWriter:
         self._next = 0  # the slot the next save overwrites
         self._extent = [0, 0]  # bytes written into each slot (a shorter save pads over the rest)
 
-    def save(self, sources: dict, counters: dict) -> None:
+    def save(self, sources: dict, counters: dict | str) -> None:
+        """Save positions and counters (a dict as snapshot() gives, or its JSON text)."""
         body = _encode(sources, counters)
         self._seq += 1
         record = _record(self._seq, body)

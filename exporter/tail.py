@@ -701,12 +701,11 @@ class DirectoryWatcher:
 
     def _drain(self) -> None:
         """Read the pending inotify events (the reader thread, woken by them); note removed watches."""
+        size = 65536
         while True:
             try:
-                data = os.read(self._fd, 65536)  # type: ignore[arg-type]
-            except (BlockingIOError, OSError):
-                return
-            if not data:
+                data = os.read(self._fd, size)  # type: ignore[arg-type]
+            except OSError:  # BlockingIOError: nothing (more) to read
                 return
             pos = 0
             while pos + _EVENT.size <= len(data):
@@ -719,6 +718,8 @@ class DirectoryWatcher:
                         self.lost = True
                 elif mask & _IN_Q_OVERFLOW:
                     log.debug("inotify queue overflowed; the next read looks at every file anyway")
+            if len(data) < size - 4096:  # the kernel returns whole events: this was all of them
+                return
 
     def stop(self) -> None:
         if self._observer is not None:

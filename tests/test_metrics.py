@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 
 from conftest import need_binary
 from helpers import ROOT, samples, value
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client import generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.registry import Collector, CollectorRegistry
 
 from exporter.catalogue import Catalogue
-from exporter.metrics import Counts, Delta, MailCollector, make_registry
+from exporter.metrics import COUNTERS, GAUGES, Counts, CountsText, Delta, MailCollector, make_registry
 
 GOLDEN = ROOT / "tests" / "golden" / "replay-postfix.prom"
 SAMPLE = ROOT / "tests" / "data" / "postfix-sample.log"
@@ -173,3 +179,138 @@ def test_exposition_renders_again_only_after_a_change():
     om = exposition.render(True).decode()
     assert om.count("# EOF") == 1 and om.endswith("# EOF\n")
     assert "mail_responses_created{" in om and "process_cpu_seconds_total" in om
+
+
+# -- CountsText: the daemon's fast writer for the counts, held equal to prometheus_client's output -----
+
+_LABEL_TEXT = st.text(alphabet=st.sampled_from('ab5_ "\\\n{},=é\u2028'), max_size=6)
+_FAMILIES = sorted(COUNTERS)
+
+
+@st.composite
+def _operation(draw):
+    kind = draw(st.sampled_from(["ensure", "merge", "gauge", "restore"]))
+    if kind == "gauge":
+        family = draw(st.sampled_from(sorted(GAUGES)))
+        key = tuple(draw(_LABEL_TEXT) for _ in GAUGES[family][2])
+        number = st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**62), 2**62)
+        return kind, family, key, draw(number)
+    family = draw(st.sampled_from(_FAMILIES))
+    key = tuple(draw(_LABEL_TEXT) for _ in COUNTERS[family][2])
+    return kind, family, key, draw(st.integers(0, 2**62))
+
+
+def _reference(counts: Counts, openmetrics: bool) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    collector = MailCollector(counts, Catalogue.load, {}, with_created=openmetrics, parts=("counts",))
+    registry.register(collector)
+    if openmetrics:
+        return generate_openmetrics(registry).removesuffix(b"# EOF\n")
+    return generate_latest(registry)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_operation(), max_size=25))
+def test_counts_text_writes_what_prometheus_client_writes(operations):
+    """Byte for byte, in both formats, after every change (the writer keeps lines between renders)."""
+    ticks = iter(range(10**6))
+    counts = Counts(clock=lambda: 1733300000 + next(ticks) * 0.125)
+    writers = {False: CountsText(counts, False), True: CountsText(counts, True)}
+    for kind, family, key, number in [("merge", "lines", ("mx", "outcome"), 1), *operations]:
+        if kind == "ensure":
+            counts.ensure(family, [key])
+        elif kind == "merge":
+            delta = Delta()
+            delta.add(family, key, number)
+            counts.merge(delta)
+        elif kind == "gauge":
+            counts.set_gauge(family, key, number)
+        else:
+            counts.restore({family: [[list(key), number, 1733300000.5]]})
+        for openmetrics, writer in writers.items():
+            assert writer.render() == _reference(counts, openmetrics)
+
+
+def test_counts_text_notices_a_new_creation_time_for_the_same_value():
+    counts = Counts(clock=lambda: 1733300000.0)
+    writer = CountsText(counts, True)
+    counts.restore({"responses": [[["mx", "250", "smtp", "success", "outbound"], 4, 1700000000.25]]})
+    assert writer.render() == _reference(counts, True)
+    counts.restore({"responses": [[["mx", "250", "smtp", "success", "outbound"], 4, 1700000099.5]]})
+    assert b"1.7000000995e+09" in writer.render()
+    assert writer.render() == _reference(counts, True)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(_operation(), max_size=25), st.lists(_operation(), max_size=4))
+def test_snapshot_json_is_the_snapshot_whatever_changed(operations, pending_ops):
+    """The state file's counters, encoded row by row with rows kept between saves, equal snapshot()."""
+    clock = [1733300000.0]
+    counts = Counts(clock=lambda: clock[0])
+    pending = Delta()
+    for _, family, key, number in pending_ops:
+        if family in COUNTERS:
+            pending.add(family, key, number)
+    for kind, family, key, number in operations:
+        if kind == "ensure":
+            counts.ensure(family, [key])
+        elif kind == "merge":
+            delta = Delta()
+            delta.add(family, key, number)
+            counts.merge(delta)
+        elif kind == "restore":
+            counts.restore({family: [[list(key), number, 1733300000.5]]})
+        assert json.loads(counts.snapshot_json(pending)) == counts.snapshot(pending)
+        assert json.loads(counts.snapshot_json()) == counts.snapshot()
+        clock[0] += 0.125
+
+
+def test_snapshot_json_notices_a_new_creation_time_for_the_same_value():
+    counts = Counts()
+    key = ["mx", "250", "smtp", "success", "outbound"]
+    counts.restore({"responses": [[key, 4, 1700000000.25]]})
+    assert json.loads(counts.snapshot_json())["responses"] == [[key, 4, 1700000000.25]]
+    counts.restore({"responses": [[key, 4, 1700000099.5]]})
+    assert json.loads(counts.snapshot_json())["responses"] == [[key, 4, 1700000099.5]]
+
+
+class _Tally(Collector):
+    """A collector that counts how often it is collected; values() only if given one."""
+
+    def __init__(self, name: str, values=None):
+        self.name, self.calls, self.value = name, 0, 0
+        if values is not None:
+            self.values = values
+
+    def collect(self):
+        self.calls += 1
+        yield GaugeMetricFamily(self.name, "test", value=self.value)
+
+
+def test_exposition_renders_each_part_only_when_what_it_shows_changed(monkeypatch):
+    from exporter.metrics import Exposition
+
+    counts = Counts()
+    exposition = Exposition(counts, Catalogue.load, {})
+    plain = _Tally("t_plain")
+    keyed = _Tally("t_keyed", values=lambda: keyed.value)
+    exposition.register_live(plain)
+    exposition.register_live(keyed)
+    process_calls = []
+    name, version, reg = exposition._parts[-1]
+    assert name == "process"
+    real_collect = reg.collect
+    monkeypatch.setattr(reg, "collect", lambda: process_calls.append(1) or real_collect())
+    clock = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: clock[0])
+    for _ in range(3):
+        body = exposition.render(False)
+    assert plain.calls == 3  # no values(): every scrape
+    assert keyed.calls == 1 and len(process_calls) == 1  # unchanged: rendered once
+    keyed.value = 7
+    counts.state_durable = 0
+    body = exposition.render(False).decode()
+    assert keyed.calls == 2 and "t_keyed 7.0" in body and "mail_exporter_state_durable 0.0" in body
+    clock[0] += exposition.PROCESS_EVERY
+    exposition.render(False)
+    assert len(process_calls) == 2  # process_* sampled again once a second has passed

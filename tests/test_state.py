@@ -167,7 +167,8 @@ def test_published_counts_never_run_ahead_of_the_saved_state(files, pipelines, m
     real_save = state.StateWriter.save
 
     def spy(writer, sources, counters):
-        rows = {tuple(k): v for k, v, _ in counters["responses"]}
+        doc = json.loads(counters) if isinstance(counters, str) else counters
+        rows = {tuple(k): v for k, v, _ in doc["responses"]}
         saves.append((value(p, "responses", K250), rows.get(K250, 0)))  # (published now, being saved)
         real_save(writer, sources, counters)
 

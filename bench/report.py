@@ -112,6 +112,8 @@ def markdown(r: dict) -> str:
 
         line("latency, one line at a time: p50 / p99 / max ms", lambda d: _lat(d["latency_single"]))
         line("latency at 1,000 lines/s: p50 / p99 / max ms", lambda d: _lat(d["latency_1000"]))
+        line("same, new connection per poll: one line at a time", lambda d: _lat(d["latency_single_fresh"]))
+        line("same, new connection per poll: at 1,000 lines/s", lambda d: _lat(d["latency_1000_fresh"]))
         line(
             "CPU at 20,000 lines/s appended",
             lambda d: f"{d['cpu_live']['cpu_percent']:.1f} %",
@@ -273,7 +275,12 @@ def target_rows(r: dict) -> list[tuple[str, str, str]]:
                 _yes(None if ratio is None else ratio >= 8),
             )
         )
-    for label, key in (("one line at a time", "latency_single"), ("at 1,000 lines/s", "latency_1000")):
+    for label, key in (
+        ("one line at a time", "latency_single"),
+        ("at 1,000 lines/s", "latency_1000"),
+        ("one line at a time, new connection per poll", "latency_single_fresh"),
+        ("at 1,000 lines/s, new connection per poll", "latency_1000_fresh"),
+    ):
         p50, p99 = _get(ours, key, "p50_ms"), _get(ours, key, "p99_ms")
         ok = None if p50 is None else p50 < 2 and p99 < 10
         rows.append((f"latency {label}: p50 < 2 ms, p99 < 10 ms", f"{_f(p50)} / {_f(p99)} ms", _yes(ok)))

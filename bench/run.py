@@ -172,8 +172,8 @@ class Followed:
         self.read_progress = metric_reader(*contender.progress_metrics)
         self.read_backlog = metric_reader(*contender.backlog_metrics)
 
-    def progress(self) -> tuple[float, float]:
-        body, took = self.daemon.scrape()
+    def progress(self, keep_alive: bool = False) -> tuple[float, float]:
+        body, took = self.daemon.scrape(keep_alive=keep_alive)
         return self.read_progress(body), took
 
     def close(self) -> None:
@@ -182,8 +182,12 @@ class Followed:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def probe_latency_one_by_one(f: Followed, count: int, budget: float, unit: float) -> dict:
-    """Append one delivery line at a time; time from the write to the counter moving on /metrics."""
+def probe_latency_one_by_one(f: Followed, count: int, budget: float, unit: float, keep_alive: bool) -> dict:
+    """Append one delivery line at a time; time from the write to the counter moving on /metrics.
+
+    keep_alive: the scraper polls over one kept-alive connection, as Prometheus scrapes; otherwise it
+    opens a connection for every poll (that connection's setup is then inside every figure).
+    """
     latencies = []
     started = []  # from the write to the start of the first scrape that showed the line (a lower bound)
     scrapes = []
@@ -193,13 +197,13 @@ def probe_latency_one_by_one(f: Followed, count: int, budget: float, unit: float
         if time.monotonic() > deadline:
             break
         tried += 1
-        before, _ = f.progress()
+        before, _ = f.progress(keep_alive)
         line = probe_line(i)
         start = time.perf_counter()
         os.write(f.fd, line)
         while time.perf_counter() - start < 3.0:
             asked = time.perf_counter()
-            value, took = f.progress()
+            value, took = f.progress(keep_alive)
             scrapes.append(took)
             if value >= before + unit:
                 latencies.append(time.perf_counter() - start)
@@ -213,9 +217,9 @@ def probe_latency_one_by_one(f: Followed, count: int, budget: float, unit: float
     }
 
 
-def probe_latency_at_rate(f: Followed, rate: float, seconds: float, unit: float) -> dict:
+def probe_latency_at_rate(f: Followed, rate: float, seconds: float, unit: float, keep_alive: bool) -> dict:
     """Append delivery lines at `rate` per second; a scraper notes when each one shows on /metrics."""
-    base, _ = f.progress()
+    base, _ = f.progress(keep_alive)
     total = int(rate * seconds)
     appended: list[float] = []
     observed: list[tuple[float, float]] = []
@@ -224,7 +228,7 @@ def probe_latency_at_rate(f: Followed, rate: float, seconds: float, unit: float)
     def scraper() -> None:
         end = time.monotonic() + seconds + 5.0
         while time.monotonic() < end:
-            value, _ = f.progress()
+            value, _ = f.progress(keep_alive)
             observed.append((time.perf_counter(), value))
             if stop.is_set() and value >= base + total * unit:
                 return
@@ -355,10 +359,17 @@ def run_daemon(
         wait_for(lambda: f.progress()[0] > before, 5.0, interval=0.01)
         time.sleep(0.3)
         unit = (f.progress()[0] - before) or 1.0
-        log(f"{contender.name}: latency, one line at a time")
-        out["latency_single"] = probe_latency_one_by_one(f, cfg["probes"], cfg["probe_budget"], unit)
-        log(f"{contender.name}: latency at 1,000 lines/s")
-        out["latency_1000"] = probe_latency_at_rate(f, 1000, cfg["rate_seconds"], unit)
+        # Twice: polling over one kept-alive connection (as Prometheus scrapes), and opening a new
+        # connection for every poll (the figures of earlier runs).
+        for suffix, keep_alive in (("", True), ("_fresh", False)):
+            how = "kept-alive connection" if keep_alive else "a new connection each poll"
+            log(f"{contender.name}: latency, one line at a time ({how})")
+            out["latency_single" + suffix] = probe_latency_one_by_one(
+                f, cfg["probes"], cfg["probe_budget"], unit, keep_alive
+            )
+            log(f"{contender.name}: latency at 1,000 lines/s ({how})")
+            rate_seconds = cfg["rate_seconds"]
+            out["latency_1000" + suffix] = probe_latency_at_rate(f, 1000, rate_seconds, unit, keep_alive)
         log(f"{contender.name}: CPU at {cfg['cpu_rate']:,} lines/s")
         out["cpu_live"] = cpu_at_rate(f, cfg["cpu_rate"], cfg["cpu_seconds"], seed=7)
         log(f"{contender.name}: backlog of {stats.lines:,} lines appended")

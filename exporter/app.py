@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -222,6 +223,7 @@ class Pipeline:
         """Loop until stop is set; each wake-up reads everything that is waiting."""
         interval = self.settings.poll_interval
         last_dirs: set[str] = set()
+        dirs_due = 0.0
         last_error: str | None = None
         while not stop.is_set():
             if self._pending is not None:
@@ -236,11 +238,14 @@ class Pipeline:
                 stop.wait(interval)
                 continue
             last_error = None
-            if watcher is not None:
+            # The directories to watch change only with a symlink's target or a glob's new directory:
+            # looked at again once per poll interval (a few stat calls), or at once when a watch was lost.
+            if watcher is not None and (watcher.lost or time.monotonic() >= dirs_due):
                 dirs = self.watch_dirs()
                 if dirs != last_dirs or watcher.lost:
                     watcher.update(dirs)
                     last_dirs = dirs
+                dirs_due = time.monotonic() + interval
             if not more:
                 self.waker.wait(interval)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import threading
 import time
@@ -77,6 +78,21 @@ Key = tuple[str, ...]
 _ROW_ENCODER = json.JSONEncoder(separators=(",", ":"))  # as state.save() encodes the rest of the file
 
 
+_KEY_TEXT: dict[Key, str] = {}  # label values as JSON, per series (keys are bounded by the series limit)
+
+
+def _row(key: Key, value: int, created: float) -> str:
+    """One series in the state file: [[label values], value, creation time], as json.dumps writes it."""
+    labels = _KEY_TEXT.get(key)
+    if labels is None:
+        if len(_KEY_TEXT) >= 65536:  # bounded even across many Counts (tests, reloads)
+            _KEY_TEXT.clear()
+        labels = _KEY_TEXT[key] = _ROW_ENCODER.encode(list(key))
+    if isinstance(created, float) and math.isfinite(created):
+        return f"[{labels},{value},{float.__repr__(created)}]"  # how json writes a float
+    return _ROW_ENCODER.encode([list(key), value, created])
+
+
 class Delta:
     """Increments gathered by one batch of the pipeline, merged into Counts in one step."""
 
@@ -110,17 +126,19 @@ class Counts:
         self.config_reload_ok = 1
         # Bumped by every change to values, created times or gauges: lets a scrape reuse the last rendering.
         self.version = 0
-        self._rows: dict[str, dict[Key, tuple[int, float, str]]] = {}  # snapshot_json()'s encoded rows
+        self._rows: dict[str, dict[Key, str]] = {family: {} for family in COUNTERS}  # each series' JSON row
 
     def ensure(self, family: str, keys: Iterable[Key]) -> None:
         """Create series at 0 so that alerts on increase() work from the first event."""
         now = self._clock()
         with self._lock:
             values, created = self.values[family], self.created[family]
+            rows = self._rows[family]
             for key in keys:
                 if key not in values:
                     values[key] = 0
                     created[key] = now
+                    rows[key] = _row(key, 0, now)
                     self.version += 1
 
     def merge(self, delta: Delta) -> None:
@@ -130,7 +148,7 @@ class Counts:
                 inc = getattr(delta, family)
                 if not inc:
                     continue
-                values, created = self.values[family], self.created[family]
+                values, created, rows = self.values[family], self.created[family], self._rows[family]
                 for key, n in inc.items():
                     old = values.get(key)
                     if old is None:
@@ -138,6 +156,7 @@ class Counts:
                         created[key] = now
                     else:
                         values[key] = old + n
+                    rows[key] = _row(key, values[key], created[key])
                 self.version += 1
 
     def set_gauge(self, family: str, key: Key, value: float) -> None:
@@ -163,28 +182,25 @@ class Counts:
     def snapshot_json(self, delta: Delta | None = None) -> str:
         """snapshot(delta) as JSON text, for the state file saved after every batch.
 
-        Each row's text is kept and encoded again only when its value changed: a batch changes a few
-        series, and encoding all of them on every save was the largest fixed cost of a wake-up.
+        Each series' row is encoded when it changes (ensure, merge, restore), not on every save: a
+        batch changes a few series, and encoding all of them on each save was the largest fixed cost
+        of a wake-up. Only the rows the pending delta changes are encoded here.
         """
         now = self._clock()
-        encode = _ROW_ENCODER.encode
         families = []
         with self._lock:
             for family in COUNTERS:
-                values, created = self.values[family], self.created[family]
-                pending = getattr(delta, family) if delta is not None else {}
-                rows = self._rows.setdefault(family, {})
-                out = []
-                for key, value in values.items():
-                    n = value + pending[key] if key in pending else value
-                    hit = rows.get(key)
-                    if hit is None or hit[0] != n or hit[1] != created[key]:
-                        hit = rows[key] = (n, created[key], encode([list(key), n, created[key]]))
-                    out.append(hit[2])
-                for key, n in pending.items():  # new series: created now, not kept until merged
-                    if key not in values:
-                        out.append(encode([list(key), n, now]))
-                families.append(f'"{family}":[{",".join(out)}]')
+                rows = self._rows[family]
+                pending = getattr(delta, family) if delta is not None else None
+                if pending:
+                    rows = dict(rows)
+                    values, created = self.values[family], self.created[family]
+                    for key, n in pending.items():
+                        if key in values:
+                            rows[key] = _row(key, values[key] + n, created[key])
+                        else:  # a new series: created now
+                            rows[key] = _row(key, n, now)
+                families.append(f'"{family}":[{",".join(rows.values())}]')
         return "{" + ",".join(families) + "}"
 
     def restore(self, saved: dict) -> None:
@@ -208,6 +224,7 @@ class Counts:
                         key = tuple(row[0])
                         self.values[family][key] = row[1]
                         self.created[family][key] = float(row[2])
+                        self._rows[family][key] = _row(key, row[1], float(row[2]))
             self.version += 1
 
     def copy(self) -> tuple[dict, dict, dict]:

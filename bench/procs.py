@@ -118,7 +118,7 @@ class Daemon:
         return self.proc.pid
 
     def scrape(self, keep_alive: bool = False) -> tuple[str, float]:
-        """GET /metrics on loopback: (body, seconds taken).
+        """GET /metrics on loopback: (body, seconds until the whole response was received).
 
         keep_alive reuses one connection, as Prometheus does; otherwise each scrape opens its own
         (a server that writes headers and body in two sends can stall a reused connection for the
@@ -130,9 +130,10 @@ class Daemon:
             try:
                 conn.request("GET", "/metrics", headers={"Connection": "close"})
                 body = conn.getresponse().read()
+                took = time.perf_counter() - start  # the response is in; decoding it is the client's work
             finally:
                 conn.close()
-            return body.decode("utf-8", "replace"), time.perf_counter() - start
+            return body.decode("utf-8", "replace"), took
         start = time.perf_counter()
         for attempt in (0, 1):
             if self._conn is None:
@@ -141,6 +142,7 @@ class Daemon:
                 self._conn.request("GET", "/metrics")
                 resp = self._conn.getresponse()
                 body = resp.read()
+                took = time.perf_counter() - start
                 if resp.getheader("Connection", "").lower() == "close":
                     self._conn.close()
                     self._conn = None
@@ -150,7 +152,7 @@ class Daemon:
                 self._conn = None
                 if attempt:
                     raise
-        return body.decode("utf-8", "replace"), time.perf_counter() - start
+        return body.decode("utf-8", "replace"), took
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)

@@ -206,7 +206,8 @@ def probe_latency_one_by_one(f: Followed, count: int, budget: float, unit: float
             value, took = f.progress(keep_alive)
             scrapes.append(took)
             if value >= before + unit:
-                latencies.append(time.perf_counter() - start)
+                # until the response that shows it was received (not until this client parsed it)
+                latencies.append(asked + took - start)
                 started.append(asked - start)
                 break
         time.sleep(0.005 + (i % 7) * 0.002)  # let the contender settle; vary the phase
@@ -228,8 +229,9 @@ def probe_latency_at_rate(f: Followed, rate: float, seconds: float, unit: float,
     def scraper() -> None:
         end = time.monotonic() + seconds + 5.0
         while time.monotonic() < end:
-            value, _ = f.progress(keep_alive)
-            observed.append((time.perf_counter(), value))
+            asked = time.perf_counter()
+            value, took = f.progress(keep_alive)
+            observed.append((asked + took, value))  # when the response was received
             if stop.is_set() and value >= base + total * unit:
                 return
 

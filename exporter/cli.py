@@ -50,12 +50,25 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Version(argparse.Action):
+    """--version: this release, and whether the Postfix scanner was compiled at install time."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from .parsers import postfix
+
+        scanner = "compiled" if postfix._postfix_scan is not None else "pure Python (not compiled at install)"
+        parser.exit(message=f"mailcode-exporter {__version__}\nPostfix scanner: {scanner}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="mailcode-exporter", description=_DESCRIPTION, epilog=_EPILOG, formatter_class=fmt
     )
-    parser.add_argument("--version", action="version", version=f"mailcode-exporter {__version__}")
+    parser.add_argument("--version", action=_Version, help="the version; how Postfix logs are scanned")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(

@@ -137,11 +137,9 @@ class StateWriter:
             return False
         try:
             st = os.stat(self.path)
-            if (st.st_dev, st.st_ino, st.st_size) != self._ident:
-                return False
-            return os.pread(self._fd, len(MAGIC), 0) == MAGIC  # not rewritten by someone else
         except OSError:
             return False
+        return (st.st_dev, st.st_ino, st.st_size) == self._ident  # not replaced, not rewritten
 
     def _create(self, record: bytes) -> None:
         """Make the file anew with `record` in slot 0: temporary file, fsync, rename, fsync the directory."""

@@ -155,3 +155,4 @@ def test_help_explains_itself():
         assert flag in r.stdout
     r = run_cli("--version")
     assert r.returncode == 0 and r.stdout.startswith("mailcode-exporter ")
+    assert "Postfix scanner: " in r.stdout

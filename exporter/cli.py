@@ -60,7 +60,8 @@ class _Version(argparse.Action):
         from .parsers import postfix
 
         scanner = "compiled" if postfix._postfix_scan is not None else "pure Python (not compiled at install)"
-        parser.exit(message=f"mailcode-exporter {__version__}\nPostfix scanner: {scanner}\n")
+        print(f"mailcode-exporter {__version__}\nPostfix scanner: {scanner}")
+        parser.exit()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,6 +78,11 @@ def _table() -> dict[str, str]:
     return _known
 
 
+def preload() -> None:
+    """Read the list now (a pipeline starting), not when the first line with an enhanced code comes."""
+    _table()
+
+
 def classify_enhanced(text: str | None) -> str | None:
     """None for None; a known concrete code as itself; anything else (unknown, malformed) -> "other"."""
     if text is None:

@@ -348,6 +348,9 @@ def run_daemon(
     contender: Contender, workdir: Path, backlog: Path, stats: gen.Stats, cfg: dict, mtail_total
 ) -> dict:
     """Idle memory, live latency, CPU at 20,000 lines/s, then the backlog appended, then scrape time."""
+    # The logs this run generated and copied (hundreds of MB) may still be on their way to the disk:
+    # flush them first, or a contender that flushes its own state file waits behind them.
+    os.sync()
     f = Followed(contender, workdir)
     out: dict = {}
     try:

@@ -311,13 +311,16 @@ def test_auto_counts_a_postfix_log_by_block_once_it_knows_the_format(monkeypatch
     by_auto = SourceSink(SourceConfig(name="mx", format="auto", path="-"), auto, Catalogue.load())
     by_line = _sink()
     by_line._count_block = None
+    first = b"garbage first\n" + text[:2000].encode()  # undecided, then postfix
     for sink in (by_auto, by_line):
         tf = File()
-        sink.lines(tf, b"garbage first\n" + text[:2000].encode())  # undecided, then postfix
+        sink.lines(tf, first)
         sink.lines(tf, text.encode())
         sink.lines(tf, (text + "Dec  4 15:36:10 mx1 postfix/smtp[1]: Q: to=<\u00e9>\n").encode())
     assert by_auto.format == "postfix"
-    assert len(calls) == 2  # the first block decided the format line by line; the others by block
+    # the first block decided the format line by line; the others went by block (the regex path
+    # counts the non-ASCII one after decoding it, a second call for the same block)
+    assert len(calls) >= 2 and len(first) not in calls
     a, b = by_auto.take(), by_line.take()
     for family in a.__slots__:
         assert getattr(a, family) == getattr(b, family), family

@@ -200,6 +200,20 @@ def _operation(draw):
     return kind, family, key, draw(st.integers(0, 2**62))
 
 
+def _apply(counts: Counts, operation: tuple) -> None:
+    kind, family, key, number = operation
+    if kind == "ensure":
+        counts.ensure(family, [key])
+    elif kind == "merge":
+        delta = Delta()
+        delta.add(family, key, number)
+        counts.merge(delta)
+    elif kind == "gauge":
+        counts.set_gauge(family, key, number)
+    else:
+        counts.restore({family: [[list(key), number, 1733300000.5]]})
+
+
 def _reference(counts: Counts, openmetrics: bool) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     collector = MailCollector(counts, Catalogue.load, {}, with_created=openmetrics, parts=("counts",))
@@ -216,17 +230,8 @@ def test_counts_text_writes_what_prometheus_client_writes(operations):
     ticks = iter(range(10**6))
     counts = Counts(clock=lambda: 1733300000 + next(ticks) * 0.125)
     writers = {False: CountsText(counts, False), True: CountsText(counts, True)}
-    for kind, family, key, number in [("merge", "lines", ("mx", "outcome"), 1), *operations]:
-        if kind == "ensure":
-            counts.ensure(family, [key])
-        elif kind == "merge":
-            delta = Delta()
-            delta.add(family, key, number)
-            counts.merge(delta)
-        elif kind == "gauge":
-            counts.set_gauge(family, key, number)
-        else:
-            counts.restore({family: [[list(key), number, 1733300000.5]]})
+    for operation in [("merge", "lines", ("mx", "outcome"), 1), *operations]:
+        _apply(counts, operation)
         for openmetrics, writer in writers.items():
             assert writer.render() == _reference(counts, openmetrics)
 
@@ -251,15 +256,8 @@ def test_snapshot_json_is_the_snapshot_whatever_changed(operations, pending_ops)
     for _, family, key, number in pending_ops:
         if family in COUNTERS:
             pending.add(family, key, number)
-    for kind, family, key, number in operations:
-        if kind == "ensure":
-            counts.ensure(family, [key])
-        elif kind == "merge":
-            delta = Delta()
-            delta.add(family, key, number)
-            counts.merge(delta)
-        elif kind == "restore":
-            counts.restore({family: [[list(key), number, 1733300000.5]]})
+    for operation in operations:
+        _apply(counts, operation)  # gauges are not in the state file: they change nothing here
         assert json.loads(counts.snapshot_json(pending)) == counts.snapshot(pending)
         assert json.loads(counts.snapshot_json()) == counts.snapshot()
         clock[0] += 0.125

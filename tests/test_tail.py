@@ -11,6 +11,7 @@ import os
 import shutil
 import tracemalloc
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -453,6 +454,18 @@ def test_a_truncated_file_that_regrew_past_the_offset_is_still_seen_as_truncated
 # -- restart (restore) -----------------------------------------------------------------------------
 
 
+def stopped_after(follow, path: Path, written: bytes, target: Path | None = None) -> tuple[list, list]:
+    """Follow `path` from its end, read `written` appended to it (or to `target`, the file a symlink
+    names), then stop as the exporter would: (the positions it saved, the names of the lines it read)."""
+    f, sink = follow(path), RecordingSink()
+    drain(f, sink)
+    append(target or path, written)
+    drain(f, sink)
+    saved = f.positions()
+    f.close()
+    return saved, sink.take()
+
+
 def restarted(follow, log, positions, sink) -> Follower:
     f = follow(log)
     f.restore(positions)
@@ -463,16 +476,11 @@ def restarted(follow, log, positions, sink) -> Follower:
 def test_restore_resumes_at_the_saved_offset_and_reads_what_was_written_meanwhile(tmp_path, follow):
     log = tmp_path / "mail.log"
     log.write_bytes(b"")
-    f, sink = follow(log), RecordingSink()
-    drain(f, sink)
-    append(log, lines(range(3)) + b"m line 00003 st")
-    drain(f, sink)
-    saved = f.positions()
-    f.close()
+    saved, read = stopped_after(follow, log, lines(range(3)) + b"m line 00003 st")
     append(log, b"atus=sent (250 ok)\n" + lines(range(4, 6)))  # written while the exporter was down
     sink2 = RecordingSink()
     restarted(follow, log, saved, sink2)
-    assert sink.take() == names(range(3))
+    assert read == names(range(3))
     assert sink2.take() == names(range(3, 6))  # the partial line was not passed: it is read whole
     assert sink2.opened_as == [("mail.log", "resume")]
 
@@ -482,12 +490,7 @@ def test_restore_finds_a_file_rotated_while_down_beside_the_path_and_reads_its_r
 ):
     log = tmp_path / "mail.log"
     log.write_bytes(b"")
-    f, sink = follow(log), RecordingSink()
-    drain(f, sink)
-    append(log, lines(range(3)))
-    drain(f, sink)
-    saved = f.positions()
-    f.close()
+    saved, _ = stopped_after(follow, log, lines(range(3)))
     append(log, lines(range(3, 5)))
     os.rename(log, tmp_path / "mail.log.1")
     log.write_bytes(lines(range(5, 7)))
@@ -521,12 +524,7 @@ def test_restore_after_a_symlink_swap_while_down_finds_the_old_target(tmp_path, 
     a, b, link = targets / "a.log", targets / "b.log", tmp_path / "mail.log"
     a.write_bytes(b"")
     link.symlink_to(a)
-    f, sink = follow(link), RecordingSink()
-    drain(f, sink)
-    append(a, lines(range(2)))
-    drain(f, sink)
-    saved = f.positions()
-    f.close()
+    saved, _ = stopped_after(follow, link, lines(range(2)), target=a)
     append(a, lines(range(2, 4)))
     b.write_bytes(lines(range(4, 6)))
     link.unlink()
@@ -539,12 +537,7 @@ def test_restore_after_a_symlink_swap_while_down_finds_the_old_target(tmp_path, 
 def test_restore_after_copytruncate_while_down_reads_the_rest_from_the_copy(tmp_path, follow):
     log = tmp_path / "mail.log"
     log.write_bytes(b"")
-    f, sink = follow(log), RecordingSink()
-    drain(f, sink)
-    append(log, lines(range(3)))
-    drain(f, sink)
-    saved = f.positions()
-    f.close()
+    saved, _ = stopped_after(follow, log, lines(range(3)))
     append(log, lines(range(3, 5)))
     shutil.copyfile(log, tmp_path / "mail.log.1")
     os.truncate(log, 0)

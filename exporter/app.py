@@ -41,6 +41,7 @@ class Pipeline:
     _pending: tuple[Settings, Catalogue] | None = None
     _waker_started: bool = False
     _writer: state.StateWriter | None = None
+    _positions: dict[str, list] = field(default_factory=dict)  # each source's, as the last step left them
 
     def setup(self) -> None:
         saved = self._load_state()
@@ -166,13 +167,16 @@ class Pipeline:
         delta = Delta()
         moved = False
         gauges: list[tuple[str, tuple, float]] = []
+        positions = {}
         for src in self.sources:
-            before = src.follower.positions()
             more = src.follower.poll(src.sink) or more
             d = src.sink.take()
             if not d.empty():
                 _merge_into(delta, d)
-            moved = moved or d.read_bytes or src.follower.positions() != before
+            # A position can move without a byte read (a file opened, rotated, finished, truncated):
+            # compared with what the previous step saw (one positions() per source and step).
+            positions[src.cfg.name] = after = src.follower.positions()
+            moved = moved or d.read_bytes or self._positions.get(src.cfg.name) != after
             name = (src.cfg.name,)
             gauges += [("up", name, 1 if src.follower.up else 0), ("behind", name, src.follower.behind())]
             if src.sink.last_line is not None:
@@ -184,7 +188,8 @@ class Pipeline:
             for family in delta.__slots__:  # new series get their creation time before it is saved
                 if getattr(delta, family):
                     self.counts.ensure(family, getattr(delta, family))
-            self._save(delta)
+            self._save(delta, positions)
+        self._positions = positions
         # Group commit: what this batch read is published only once the state holding it is on disk.
         self.counts.merge(delta)
         for family, key, value in gauges:
@@ -192,11 +197,16 @@ class Pipeline:
         self.ready = not more and all(s.follower.up and s.follower.behind() == 0 for s in self.sources)
         return more
 
-    def _save(self, delta: Delta) -> None:
+    def _save(self, delta: Delta, positions: dict[str, list] | None = None) -> None:
         if self.state_file is None:
             return
+        positions = positions or {}
         sources = {
-            s.cfg.name: {"format": s.cfg.format, "path": s.cfg.path, "files": s.follower.positions()}
+            s.cfg.name: {
+                "format": s.cfg.format,
+                "path": s.cfg.path,
+                "files": positions[s.cfg.name] if s.cfg.name in positions else s.follower.positions(),
+            }
             for s in self.sources
         }
         if self._writer is None:

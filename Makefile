@@ -26,7 +26,7 @@ lint: setup
 	$(BIN)/ruff format --check exporter
 
 ## test: lint, then the whole suite (tests needing Postfix/Prometheus skip where they are absent)
-test: setup system-deps lint
+test: system-deps setup lint
 	$(BIN)/pytest -q
 
 ## bench: our daemon and replay against mtail and prometheus-postfix-exporter (installed if possible)

@@ -8,6 +8,8 @@ set -euo pipefail
 # systemd (journalctl) and systemd-journal-remote build and read real journal files; bsdutils has logger.
 PACKAGES=(postfix swaks libnet-ssleay-perl prometheus prometheus-alertmanager logrotate
           systemd systemd-journal-remote bsdutils curl openssl)
+# A C compiler for the Postfix scanner that `pip install` builds (the Python headers come with Python).
+PACKAGES+=(gcc libc6-dev)
 # `make bench` adds the peers it measures against: EXTRA_PACKAGES="mtail prometheus-postfix-exporter".
 # shellcheck disable=SC2206
 PACKAGES+=(${EXTRA_PACKAGES:-})

@@ -190,57 +190,28 @@ def ratio_rows(r: dict) -> list[tuple[str, str, str]]:
     live = r.get("live", {})
     ours, mtail, pfe = live.get(OURS, {}), live.get("mtail", {}), live.get("postfix_exporter", {})
 
-    def get(d, *keys):
-        for k in keys:
-            if not isinstance(d, dict) or k not in d:
-                return None
-            d = d[k]
-        return d
+    def vs_peers(*keys: str, higher_is_better: bool = True) -> tuple[str, str]:
+        """Our figure at `keys` against mtail's and postfix_exporter's."""
+        mine = _get(ours, *keys)
+        return (
+            _ratio(mine, _get(mtail, *keys), higher_is_better),
+            _ratio(mine, _get(pfe, *keys), higher_is_better),
+        )
 
-    rows = [
-        (
-            "catch-up lines per CPU-s: `replay` vs one-shot (higher is better)",
-            _ratio(get(c, "ours_replay", "lines_per_cpu_s"), get(c, "mtail_one_shot", "lines_per_cpu_s")),
-            "–",
-        ),
-        (
-            "catch-up lines per CPU-s: daemons, backlog appended",
-            _ratio(get(ours, "catch_up", "lines_per_cpu_s"), get(mtail, "catch_up", "lines_per_cpu_s")),
-            _ratio(get(ours, "catch_up", "lines_per_cpu_s"), get(pfe, "catch_up", "lines_per_cpu_s")),
-        ),
-        (
-            "CPU at 20,000 lines/s (their CPU ÷ ours)",
-            _ratio(get(ours, "cpu_live", "cpu_s"), get(mtail, "cpu_live", "cpu_s"), higher_is_better=False),
-            _ratio(get(ours, "cpu_live", "cpu_s"), get(pfe, "cpu_live", "cpu_s"), higher_is_better=False),
-        ),
+    replay = _ratio(_get(c, "ours_replay", "lines_per_cpu_s"), _get(c, "mtail_one_shot", "lines_per_cpu_s"))
+    return [
+        ("catch-up lines per CPU-s: `replay` vs one-shot (higher is better)", replay, "–"),
+        ("catch-up lines per CPU-s: daemons, backlog appended", *vs_peers("catch_up", "lines_per_cpu_s")),
+        ("CPU at 20,000 lines/s (their CPU ÷ ours)", *vs_peers("cpu_live", "cpu_s", higher_is_better=False)),
         (
             "latency p50, one line at a time (theirs ÷ ours)",
-            _ratio(
-                get(ours, "latency_single", "p50_ms"),
-                get(mtail, "latency_single", "p50_ms"),
-                higher_is_better=False,
-            ),
-            _ratio(
-                get(ours, "latency_single", "p50_ms"),
-                get(pfe, "latency_single", "p50_ms"),
-                higher_is_better=False,
-            ),
+            *vs_peers("latency_single", "p50_ms", higher_is_better=False),
         ),
         (
             "peak RSS during the backlog (theirs ÷ ours)",
-            _ratio(
-                get(ours, "catch_up", "peak_rss_mb"),
-                get(mtail, "catch_up", "peak_rss_mb"),
-                higher_is_better=False,
-            ),
-            _ratio(
-                get(ours, "catch_up", "peak_rss_mb"),
-                get(pfe, "catch_up", "peak_rss_mb"),
-                higher_is_better=False,
-            ),
+            *vs_peers("catch_up", "peak_rss_mb", higher_is_better=False),
         ),
     ]
-    return rows
 
 
 def _get(d, *keys):

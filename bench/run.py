@@ -28,7 +28,7 @@ from .contenders import (
     state_path,
     versions,
 )
-from .procs import Daemon, percentile, run_measured, wait_for
+from .procs import Daemon, OneShot, percentile, run_measured, wait_for
 
 FULL = {
     "lines": 2_000_000,
@@ -83,18 +83,22 @@ def sentinel_lines() -> bytes:
 # -- one-shot catch-up ----------------------------------------------------------------------------
 
 
-def replay_ours(path: Path, fmt: str, lines: int) -> dict:
-    res = run_measured([sys.executable, "-m", "exporter", "replay", "--format", fmt, str(path)], timeout=600)
-    counted = metric_reader("mail_exporter_lines_total")(res.stdout.decode("utf-8", "replace"))
+def one_shot_figures(res: OneShot, lines: int) -> dict:
+    """Time, CPU, memory and rates of a one-shot run over `lines` lines."""
     return {
         "wall_s": res.wall,
         "cpu_s": res.cpu,
         "peak_rss_mb": res.peak_rss_kb / 1024,
         "lines_per_s": lines / res.wall,
         "lines_per_cpu_s": lines / res.cpu,
-        "lines_counted": counted,
-        "ok": res.returncode == 0 and counted == lines,
     }
+
+
+def replay_ours(path: Path, fmt: str, lines: int) -> dict:
+    res = run_measured([sys.executable, "-m", "exporter", "replay", "--format", fmt, str(path)], timeout=600)
+    counted = metric_reader("mail_exporter_lines_total")(res.stdout.decode("utf-8", "replace"))
+    ok = res.returncode == 0 and counted == lines
+    return one_shot_figures(res, lines) | {"lines_counted": counted, "ok": ok}
 
 
 def hot_path(path: Path, lines: int) -> dict:
@@ -131,15 +135,7 @@ def hot_path(path: Path, lines: int) -> dict:
 def one_shot_mtail(mtail: Mtail, path: Path, lines: int, workdir: Path) -> dict:
     res = run_measured(mtail.one_shot_argv(path, workdir), timeout=600)
     total = metric_reader("mail_responses")(res.stdout.decode("utf-8", "replace"))
-    return {
-        "wall_s": res.wall,
-        "cpu_s": res.cpu,
-        "peak_rss_mb": res.peak_rss_kb / 1024,
-        "lines_per_s": lines / res.wall,
-        "lines_per_cpu_s": lines / res.cpu,
-        "codes_counted": total,
-        "ok": res.returncode == 0,
-    }
+    return one_shot_figures(res, lines) | {"codes_counted": total, "ok": res.returncode == 0}
 
 
 # -- a followed file, appended to -----------------------------------------------------------------

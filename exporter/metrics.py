@@ -165,22 +165,9 @@ class Counts:
             gauges[key] = value  # a single dict store: atomic under the GIL
             self.version += 1
 
-    def snapshot(self, delta: Delta | None = None) -> dict:
-        """Counter values and creation times (plus a pending delta) in a JSON-friendly form."""
-        now = self._clock()
-        out: dict[str, list] = {}
-        with self._lock:
-            for family in COUNTERS:
-                values = dict(self.values[family])
-                created = self.created[family]
-                if delta is not None:
-                    for key, n in getattr(delta, family).items():
-                        values[key] = values.get(key, 0) + n
-                out[family] = [[list(k), v, created.get(k, now)] for k, v in values.items()]
-        return out
-
     def snapshot_json(self, delta: Delta | None = None) -> str:
-        """snapshot(delta) as JSON text, for the state file saved after every batch.
+        """Counter values and creation times, plus a pending delta, as the JSON text of the state file's
+        "counters": {family: [[[label values], value, creation time], ...]}; restore() reads it back.
 
         Each series' row is encoded when it changes (ensure, merge, restore), not on every save: a
         batch changes a few series, and encoding all of them on each save was the largest fixed cost
@@ -204,7 +191,7 @@ class Counts:
         return "{" + ",".join(families) + "}"
 
     def restore(self, saved: dict) -> None:
-        """Load counter values saved by snapshot(); unknown families or malformed rows are skipped."""
+        """Load counter values saved by snapshot_json(); unknown families or malformed rows are skipped."""
         with self._lock:
             for family, rows in saved.items():
                 if family not in COUNTERS or not isinstance(rows, list):

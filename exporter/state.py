@@ -113,7 +113,7 @@ class StateWriter:
         self._extent = [0, 0]  # bytes written into each slot (a shorter save pads over the rest)
 
     def save(self, sources: dict, counters: dict | str) -> None:
-        """Save positions and counters (a dict as snapshot() gives, or its JSON text)."""
+        """Save positions and counters (a dict, or its JSON text as Counts.snapshot_json() gives it)."""
         body = _encode(sources, counters)
         self._seq += 1
         record = _record(self._seq, body)

@@ -258,8 +258,6 @@ def count_block(text: str | bytes) -> Counted | None:
     None when the block is not one it takes (a carriage return or bytes that are not ASCII on the
     regular-expression path, no final newline): the caller then decodes it or parses by line.
     """
-    if not text:
-        return 0, 0, 0, {}
     if _postfix_scan is not None and isinstance(text, bytes):
         return count_scanned(text)
     return count_regex(text)

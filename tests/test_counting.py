@@ -21,7 +21,8 @@ from test_parser_postfix import CASES
 
 from exporter.catalogue import Catalogue
 from exporter.config import SourceConfig
-from exporter.counting import SourceSink, tally_lines
+from exporter.counting import SourceSink
+from exporter.events import tally_lines
 from exporter.parsers import postfix
 
 SAMPLE = Path(__file__).parent / "data" / "postfix-sample.log"

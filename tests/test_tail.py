@@ -551,13 +551,8 @@ def test_restore_after_copytruncate_while_down_reads_the_rest_from_the_copy(tmp_
 def test_bytes_seen_before_a_crash_and_truncated_while_down_are_counted_lost(tmp_path, follow, clock):
     log = tmp_path / "mail.log"
     log.write_bytes(b"")
-    f, sink = follow(log), RecordingSink()
-    drain(f, sink)
     head = b"m line 00003 status=se"
-    append(log, lines(range(3)) + head)  # the writer is cut in the middle of a line
-    drain(f, sink)
-    saved = f.positions()
-    f.close()
+    saved, _ = stopped_after(follow, log, lines(range(3)) + head)  # the writer is cut mid-line
     shutil.copyfile(log, tmp_path / "mail.log.1")  # holds the head: not lost
     append(log, b"nt (250 ok)\n")  # after the copy: lost, but never seen, so not counted
     os.truncate(log, 0)
@@ -573,12 +568,7 @@ def test_bytes_seen_before_a_crash_and_truncated_while_down_are_counted_lost(tmp
 
     (tmp_path / "mail.log.1").unlink()
     log.write_bytes(b"")
-    f, sink = follow(log), RecordingSink()
-    drain(f, sink)
-    append(log, lines(range(3)) + head)
-    drain(f, sink)
-    saved = f.positions()
-    f.close()
+    saved, _ = stopped_after(follow, log, lines(range(3)) + head)
     os.truncate(log, 0)  # a bare truncate while down: the head, seen before the crash, is gone
     append(log, line(9))
     sink3 = RecordingSink()
@@ -590,12 +580,7 @@ def test_bytes_seen_before_a_crash_and_truncated_while_down_are_counted_lost(tmp
 def test_inode_reuse_same_identity_other_first_bytes_is_a_new_file(tmp_path, follow):
     log = tmp_path / "mail.log"
     log.write_bytes(b"")
-    f, sink = follow(log), RecordingSink()
-    drain(f, sink)
-    append(log, lines(range(3)))
-    drain(f, sink)
-    saved = f.positions()
-    f.close()
+    saved, _ = stopped_after(follow, log, lines(range(3)))
     ino = log.stat().st_ino
     with open(log, "r+b") as w:  # same device and inode, other content, longer than the offset
         w.truncate(0)
@@ -609,12 +594,7 @@ def test_inode_reuse_same_identity_other_first_bytes_is_a_new_file(tmp_path, fol
 def test_a_file_gone_while_down_is_reported_missing_and_the_new_one_read_from_0(tmp_path, follow, caplog):
     log = tmp_path / "mail.log"
     log.write_bytes(b"")
-    f, sink = follow(log), RecordingSink()
-    drain(f, sink)
-    append(log, lines(range(2)))
-    drain(f, sink)
-    saved = f.positions()
-    f.close()
+    saved, _ = stopped_after(follow, log, lines(range(2)))
     os.rename(log, tmp_path / "mail.log.1")
     log.write_bytes(line(7))
     (tmp_path / "mail.log.1").unlink()  # compressed away (delaycompress forgotten)

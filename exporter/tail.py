@@ -581,10 +581,7 @@ class Waker:
 
     def wait(self, timeout: float) -> bool:
         """True when woken (set() or a ready descriptor), False after timeout seconds."""
-        try:
-            ready = self._poller.poll(max(0, int(timeout * 1000)))
-        except InterruptedError:  # pragma: no cover - Python retries poll() on EINTR itself
-            return True
+        ready = self._poller.poll(max(0, int(timeout * 1000)))  # retried by Python on EINTR (PEP 475)
         for fd, _ in ready:
             if fd == self._r:
                 with contextlib.suppress(BlockingIOError):
